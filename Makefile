@@ -1,0 +1,64 @@
+# Two commands from a fresh clone: `make demo` and `make test`. Everything else is installed from uv.lock.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+# Use uv from PATH when present, else bootstrap a pinned copy into .tools/ (pip is all a clean machine needs).
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+VENV := .venv
+VENV_AF2 := .venv-af211
+PY := $(VENV)/bin/python
+PY_AF2 := $(VENV_AF2)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help demo test test-af3 test-af2 e2e lint format bench clean venv venv-af2
+
+help:
+	@echo "make demo   - run the example DAG end to end against the bundled Azure Backup emulator"
+	@echo "make test   - lint + the whole suite on Airflow 3.3 (incl. the real-scheduler e2e) and on Airflow 2.11"
+	@echo "make bench  - request counts and timings (benchmarks/)"
+	@echo "make lint   - ruff + mypy;  make format - ruff format"
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+$(VENV_AF2)/.synced: uv.lock pyproject.toml | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV_AF2) $(UV) sync --frozen --quiet --no-default-groups --group dev --group af2
+	@touch $@
+
+venv: $(VENV)/.synced
+venv-af2: $(VENV_AF2)/.synced
+
+demo: venv
+	$(PY) scripts/demo.py
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test-af3: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-af2: venv-af2
+	$(PY_AF2) -m pytest -m "not airflow3_only" $(PYTEST_ARGS)
+
+e2e: venv
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+test: lint test-af3 test-af2
+
+bench: venv
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) $(VENV_AF2) .tools .pytest_cache .mypy_cache .ruff_cache .demo .e2e

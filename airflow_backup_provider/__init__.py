@@ -1,0 +1,1 @@
+"""Azure Backup provider for Apache Airflow."""

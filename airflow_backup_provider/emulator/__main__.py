@@ -1,0 +1,93 @@
+"""Command line: run the Azure Backup emulator until SIGINT/SIGTERM.
+
+    python -m airflow_backup_provider.emulator --port 8443 --ca-file /tmp/emu-ca.pem --time-scale 60
+
+Standard output gets exactly three ``NAME=value`` lines (Airflow connection JSON, then the two CA variables), so a
+shell can pick them up, e.g. ``while IFS= read -r line; do export "$line"; done`` (or pass ``--export`` for
+``export NAME='value'`` lines meant for ``eval``). Logs go to standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from .models import EmulatorConfig
+from .server import Emulator
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = EmulatorConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_backup_provider.emulator",
+        description="HTTPS emulator of Entra ID (token endpoint) and the Azure Backup (Recovery Services) ARM API.",
+    )
+    parser.add_argument("--host", default=defaults.host, help="address to bind (default %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default %(default)s)")
+    parser.add_argument("--ca-file", required=True, help="where to write the throwaway CA certificate (PEM)")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=defaults.time_scale,
+        help="virtual seconds per wall second; 60 makes a 20-minute backup take 20 s (default %(default)s)",
+    )
+    parser.add_argument(
+        "--token-lifetime", type=int, default=defaults.token_lifetime, help="access token lifetime in seconds"
+    )
+    parser.add_argument("--retry-after", type=int, default=defaults.retry_after, help="Retry-After of 202 responses")
+    parser.add_argument("--job-page-size", type=int, default=defaults.job_page_size, help="jobs per list page")
+    parser.add_argument(
+        "--operation-polls",
+        type=int,
+        default=defaults.operation_polls_in_progress,
+        help="polls an async operation answers InProgress before it succeeds",
+    )
+    parser.add_argument("--export", action="store_true", help="print `export NAME='value'` lines instead")
+    parser.add_argument("--log-level", default="WARNING", help="log level on stderr (default %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    config = EmulatorConfig(
+        host=args.host,
+        port=args.port,
+        time_scale=args.time_scale,
+        token_lifetime=args.token_lifetime,
+        retry_after=args.retry_after,
+        job_page_size=args.job_page_size,
+        operation_polls_in_progress=args.operation_polls,
+    )
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+    emulator = Emulator(config, ca_file=args.ca_file).start()
+    try:
+        env = emulator.client_env()
+        for name in ("AIRFLOW_CONN_AZURE_BACKUP_DEFAULT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+            value = env[name]
+            line = f"export {name}={shlex.quote(value)}" if args.export else f"{name}={value}"
+            print(line)  # the CLI's only output: machine-readable settings for the client
+        sys.stdout.flush()
+        logging.getLogger(__name__).info("serving at %s; SIGINT/SIGTERM to stop", emulator.base_url)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

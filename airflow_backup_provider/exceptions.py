@@ -1,0 +1,125 @@
+"""Exceptions raised by the Azure Backup provider.
+
+Every exception subclasses :class:`AzureBackupError` (an ``AirflowException``), so Airflow marks the task failed
+and retries it as configured. None of them ever carries a token or a secret: messages name fields, values, HTTP
+status, Azure error code and the ``x-ms-request-id`` needed to open a support case.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowException
+
+
+class AzureBackupError(AirflowException):
+    """Base class of every error raised by this provider."""
+
+
+class AzureBackupConfigError(AzureBackupError, ValueError):
+    """Bad input: an argument or a connection field is missing or invalid. The message names field and value."""
+
+    def __init__(self, field: str, value: Any, problem: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(f"{field}={value!r}: {problem}")
+
+
+class AzureBackupApiError(AzureBackupError):
+    """Azure answered with an error (the ARM error envelope ``{"error": {"code", "message"}}``)."""
+
+    def __init__(
+        self,
+        *,
+        http_status: int,
+        error_code: str | None,
+        message: str,
+        request_id: str | None,
+        method: str,
+        url: str,
+    ) -> None:
+        self.http_status = http_status
+        self.error_code = error_code
+        self.error_message = message
+        self.request_id = request_id
+        self.method = method
+        self.url = url
+        super().__init__(
+            f"Azure Backup API error: HTTP {http_status} {error_code or '(no code)'}: {message} "
+            f"[{method} {url}; x-ms-request-id={request_id or '-'}]"
+        )
+
+
+class AzureBackupAuthError(AzureBackupApiError):
+    """401 / 403 from Azure Resource Manager (token rejected, or the principal lacks a role on the vault)."""
+
+
+class AzureBackupNotFoundError(AzureBackupApiError):
+    """404: the vault, item, job or operation does not exist (or is not visible yet)."""
+
+
+class AzureBackupThrottledError(AzureBackupApiError):
+    """429 / 503 still answered after the bounded number of retries."""
+
+
+class AzureBackupOperationInProgressError(AzureBackupApiError):
+    """400 ``UserErrorBackupOperationInProgress``: a backup of this item is already running."""
+
+
+class AzureBackupTransportError(AzureBackupError):
+    """The request could not be completed at the HTTP level (connection refused, reset, timeout)."""
+
+    def __init__(self, *, method: str, url: str, kind: str, detail: str, may_have_acted: bool) -> None:
+        self.method = method
+        self.url = url
+        self.kind = kind
+        self.may_have_acted = may_have_acted
+        suffix = (
+            " The service may have acted on this request, so it was not retried."
+            if may_have_acted and method != "GET"
+            else ""
+        )
+        super().__init__(f"{method} {url} failed ({kind}): {detail}.{suffix}")
+
+
+class AzureBackupForeignHostError(AzureBackupError):
+    """A ``Location`` / ``Azure-AsyncOperation`` / ``nextLink`` URL points at a host other than the ARM host."""
+
+    def __init__(self, *, source: str, url_host: str, arm_host: str) -> None:
+        self.source = source
+        self.url_host = url_host
+        self.arm_host = arm_host
+        super().__init__(
+            f"Refusing to follow {source} on host {url_host!r}: it is not the configured Resource Manager host "
+            f"{arm_host!r}, and the bearer token is only ever sent there."
+        )
+
+
+class AzureBackupOperationError(AzureBackupError):
+    """The asynchronous operation behind a trigger/cancel/restore ended Failed, Canceled or Invalid."""
+
+    def __init__(self, *, operation_id: str, status: str, error_code: str | None, message: str | None) -> None:
+        self.operation_id = operation_id
+        self.status = status
+        self.error_code = error_code
+        super().__init__(
+            f"Azure Backup operation {operation_id} ended {status}: {error_code or '(no code)'}: {message or ''}"
+        )
+
+
+class AzureBackupTimeoutError(AzureBackupError):
+    """A wait (operation or job) ran past its deadline."""
+
+
+class AzureBackupJobFailedError(AzureBackupError):
+    """A backup job reached Failed, Cancelled or Invalid (or CompletedWithWarnings with ``fail_on_warnings``)."""
+
+    def __init__(self, message: str, *, job_id: str, status: str, error_codes: tuple[int | None, ...] = ()) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.error_codes = error_codes
+        super().__init__(message)
+
+
+class AzureBackupTriggerEventError(AzureBackupError):
+    """A deferred task resumed with a missing or malformed trigger event."""

@@ -1,0 +1,289 @@
+"""Operator that triggers an on-demand Azure Backup and hands its job id to downstream tasks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin, conf
+
+from airflow_backup_provider import protocol
+from airflow_backup_provider.exceptions import (
+    AzureBackupConfigError,
+    AzureBackupNotFoundError,
+    AzureBackupOperationError,
+    AzureBackupOperationInProgressError,
+    AzureBackupTransportError,
+)
+from airflow_backup_provider.hooks.backup import AzureBackupHook
+from airflow_backup_provider.links.backup import JOB_URL_XCOM_KEY, AzureBackupJobLink
+from airflow_backup_provider.protocol import BackupJobStatus
+from airflow_backup_provider.triggers.backup import BackupJobTrigger
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+JOB_ID_XCOM_KEY = "job_id"
+# The status reported to ResumableJobMixin for a stored job id Azure no longer knows: resubmit.
+_JOB_GONE = "NotFound"
+
+
+def push_job_xcom(hook: AzureBackupHook, context: Context, job_id: str, vault: protocol.VaultRef) -> None:
+    """Push the job id and its portal URL (read by :class:`AzureBackupJobLink`) as soon as the id is known."""
+    ti = context["ti"]
+    ti.xcom_push(key=JOB_ID_XCOM_KEY, value=job_id)
+    ti.xcom_push(
+        key=JOB_URL_XCOM_KEY,
+        value=protocol.portal_job_url(hook.settings.cloud, hook.settings.tenant_id, vault, job_id),
+    )
+
+
+class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
+    """
+    Trigger an on-demand backup of a protected item and return the backup job id.
+
+    The job id is pushed under XCom key ``job_id`` as soon as Azure reveals it, and returned (``return_value``).
+    A retried task never starts a second backup of the same item: when Azure answers that a backup is already in
+    progress (or a POST may have been acted on), the operator attaches to the running job; on Airflow 3.3 the job id
+    is also kept in the task state store and a retry reconnects to it (``ResumableJobMixin``).
+
+    .. seealso::
+        :class:`airflow_backup_provider.sensors.backup.BackupJobSensor` waits for the job in reschedule mode.
+
+    :param container_name: Container name as returned by the list APIs, e.g.
+        ``IaasVMContainer;iaasvmcontainerv2;<rg>;<vm>``. (templated)
+    :param protected_item_name: Protected item name, e.g. ``VM;iaasvmcontainerv2;<rg>;<vm>``. (templated)
+    :param vault_name: Recovery Services vault; default: the connection's ``vault_name``. (templated)
+    :param resource_group_name: The vault's resource group; default: the connection's. (templated)
+    :param backup_request: The backup request ``properties`` (``objectType`` ``IaasVMBackupRequest``,
+        ``AzureFileShareBackupRequest`` or ``AzureWorkloadBackupRequest``); default: inferred from the container
+        (a VM gets an ``IaasVMBackupRequest``). (templated)
+    :param backup_type: Workload backups: ``Full``, ``Differential``, ``Log``, ``CopyOnlyFull``... (templated)
+    :param enable_compression: Workload backups: compress the backup.
+    :param retain_until: Recovery point expiry (datetime or ISO-8601 string). (templated)
+    :param azure_backup_conn_id: The Azure Backup connection id.
+    :param wait_for_completion: Wait for the job to finish (poll, or defer when ``deferrable``).
+    :param deferrable: Wait in the triggerer instead of a worker slot (with ``wait_for_completion``).
+    :param cancel_on_kill: Cancel the job this task started when the task is killed.
+    :param poll_interval: Seconds between job polls when waiting.
+    :param wait_timeout: Seconds to wait for the job before failing (and cancelling when ``cancel_on_kill``).
+    :param fail_on_warnings: Fail when the job ends ``CompletedWithWarnings``.
+    :param hook_params: Extra keyword arguments for :class:`AzureBackupHook` (timeouts, retry policy).
+    """
+
+    template_fields: Sequence[str] = (
+        "container_name",
+        "protected_item_name",
+        "vault_name",
+        "resource_group_name",
+        "backup_request",
+        "backup_type",
+        "retain_until",
+        "azure_backup_conn_id",
+    )
+    template_fields_renderers = {"backup_request": "json"}
+    operator_extra_links = (AzureBackupJobLink(),)
+    ui_color = "#0078d4"
+    external_id_key = "azure_backup_job_id"
+
+    def __init__(
+        self,
+        *,
+        container_name: str,
+        protected_item_name: str,
+        vault_name: str | None = None,
+        resource_group_name: str | None = None,
+        backup_request: Mapping[str, Any] | None = None,
+        backup_type: str | None = None,
+        enable_compression: bool | None = None,
+        retain_until: datetime | str | None = None,
+        azure_backup_conn_id: str = AzureBackupHook.default_conn_name,
+        wait_for_completion: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        cancel_on_kill: bool = True,
+        poll_interval: float = 60.0,
+        wait_timeout: float | timedelta = timedelta(days=7),
+        fail_on_warnings: bool = False,
+        hook_params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.container_name = container_name
+        self.protected_item_name = protected_item_name
+        self.vault_name = vault_name
+        self.resource_group_name = resource_group_name
+        self.backup_request = backup_request
+        self.backup_type = backup_type
+        self.enable_compression = enable_compression
+        self.retain_until = retain_until
+        self.azure_backup_conn_id = azure_backup_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.cancel_on_kill = cancel_on_kill
+        if poll_interval < 0:
+            raise AzureBackupConfigError("poll_interval", poll_interval, "must be >= 0 seconds")
+        self.poll_interval = poll_interval
+        timeout = wait_timeout.total_seconds() if isinstance(wait_timeout, timedelta) else float(wait_timeout)
+        if timeout <= 0:
+            raise AzureBackupConfigError("wait_timeout", wait_timeout, "must be > 0")
+        self.wait_timeout = timeout
+        self.fail_on_warnings = fail_on_warnings
+        self.hook_params = dict(hook_params or {})
+        self.job_id: str | None = None
+        # True only for a job this task started (or reconnected to from its own stored id): on_kill cancels only it.
+        self.owns_job = False
+
+    @cached_property
+    def hook(self) -> AzureBackupHook:
+        return AzureBackupHook(self.azure_backup_conn_id, **self.hook_params)
+
+    def execute(self, context: Context) -> str:
+        return self.execute_resumable(context)
+
+    # -- ResumableJobMixin ------------------------------------------------------------------------------------------
+    def submit_job(self, context: Context) -> str:
+        body = self.hook.build_backup_request(
+            self.container_name,
+            backup_request=self.backup_request,
+            backup_type=self.backup_type,
+            enable_compression=self.enable_compression,
+            retain_until=self.retain_until,
+        )
+        self.log.info("Triggering %s backup of %s", body["properties"]["objectType"], self.protected_item_name)
+        try:
+            triggered = self.hook.trigger_backup(
+                self.container_name,
+                self.protected_item_name,
+                backup_request=body,
+                resource_group_name=self.resource_group_name,
+                vault_name=self.vault_name,
+            )
+        except AzureBackupOperationInProgressError as exc:
+            return self._attach_to_running_backup(context, exc, reason="a backup of this item is already running")
+        except AzureBackupOperationError as exc:
+            if exc.error_code in protocol.OPERATION_IN_PROGRESS_CODES:
+                return self._attach_to_running_backup(context, exc, reason="a backup of this item is already running")
+            raise
+        except AzureBackupTransportError as exc:
+            if not exc.may_have_acted:
+                raise
+            return self._attach_to_running_backup(context, exc, reason="the service may have started the backup")
+        self.log.info(
+            "Backup of %s started: job %s (operation %s)",
+            self.protected_item_name,
+            triggered.job_id,
+            triggered.operation_id,
+        )
+        self._remember_job(context, triggered.job_id, owned=True)
+        return triggered.job_id
+
+    def _attach_to_running_backup(self, context: Context, cause: Exception, *, reason: str) -> str:
+        self.log.warning("%s (%s); looking for the running job to attach to.", reason.capitalize(), cause)
+        job = self.hook.find_in_progress_backup(
+            self.container_name,
+            self.protected_item_name,
+            resource_group_name=self.resource_group_name,
+            vault_name=self.vault_name,
+        )
+        if job is None:
+            raise cause
+        self.log.info(
+            "Attaching to running backup job %s of %s (started %s)",
+            job.job_id,
+            self.protected_item_name,
+            job.start_time,
+        )
+        self._remember_job(context, job.job_id, owned=False)
+        return job.job_id
+
+    def _remember_job(self, context: Context, job_id: str, *, owned: bool) -> None:
+        self.job_id = job_id
+        self.owns_job = owned
+        push_job_xcom(self.hook, context, job_id, self.hook.vault_ref(self.resource_group_name, self.vault_name))
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        try:
+            return self.hook.get_job(
+                str(external_id), resource_group_name=self.resource_group_name, vault_name=self.vault_name
+            ).status
+        except AzureBackupNotFoundError:
+            return _JOB_GONE
+
+    def is_job_active(self, status: str) -> bool:
+        return status in BackupJobStatus.NON_TERMINAL_STATUSES
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status in BackupJobStatus.SUCCESS_STATUSES
+
+    # ResumableJobMixin returns this method's value on its reconnect path, so it returns the job id.
+    def poll_until_complete(self, external_id: Any, context: Context) -> str:  # type: ignore[override]
+        job_id = str(external_id)
+        if self.job_id != job_id:  # reconnecting to the id stored by an earlier try of this task
+            self.log.info("Reconnected to backup job %s from an earlier try", job_id)
+            self._remember_job(context, job_id, owned=True)
+        if not self.wait_for_completion:
+            return job_id
+        if self.deferrable:
+            self.defer(
+                trigger=BackupJobTrigger(
+                    job_id=job_id,
+                    azure_backup_conn_id=self.azure_backup_conn_id,
+                    end_time=time.time() + self.wait_timeout,
+                    poll_interval=self.poll_interval,
+                    resource_group_name=self.resource_group_name,
+                    vault_name=self.vault_name,
+                    cancel_on_timeout=self.cancel_on_kill,
+                    cancel_on_kill=self.cancel_on_kill,
+                    hook_params=self.hook_params,
+                ),
+                method_name="execute_complete",
+                # The trigger enforces the deadline itself so that it can cancel the job; no framework timeout.
+                timeout=None,
+            )
+        try:
+            job = self.hook.wait_for_job(
+                job_id,
+                poll_interval=self.poll_interval,
+                timeout=self.wait_timeout,
+                resource_group_name=self.resource_group_name,
+                vault_name=self.vault_name,
+            )
+        except protocol.AzureBackupTimeoutError:
+            if self.cancel_on_kill and self.owns_job:
+                self._cancel_quietly(job_id, "wait_timeout passed")
+            raise
+        protocol.check_job_outcome(job, fail_on_warnings=self.fail_on_warnings, item=self.protected_item_name)
+        return job_id
+
+    def get_job_result(self, external_id: Any, context: Context) -> str:
+        if self.job_id != str(external_id):
+            self._remember_job(context, str(external_id), owned=True)
+        return str(external_id)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
+        """Resume after the trigger: validate the event, fail on failure, return the job id."""
+        protocol.resolve_job_event(event, job_id=None, fail_on_warnings=self.fail_on_warnings)
+        assert event is not None  # resolve_job_event raised otherwise
+        return str(event["job_id"])
+
+    def _cancel_quietly(self, job_id: str, reason: str) -> None:
+        try:
+            self.hook.cancel_job(job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name)
+            self.log.info("Cancellation of backup job %s requested (%s).", job_id, reason)
+        except Exception as exc:  # best effort; never mask the task's own outcome
+            self.log.warning("Could not cancel backup job %s (%s): %s", job_id, reason, exc)
+
+    def on_kill(self) -> None:
+        """Cancel the job this task started (best effort, logged, never raises)."""
+        if not self.cancel_on_kill:
+            return
+        if not self.job_id:
+            self.log.info("Killed before a backup job id was known; nothing to cancel.")
+            return
+        if not self.owns_job:
+            self.log.info("Not cancelling job %s: this task attached to it but did not start it.", self.job_id)
+            return
+        self._cancel_quietly(self.job_id, "task killed")

@@ -1,0 +1,150 @@
+"""Sensor that waits for an Azure Backup job, in reschedule mode by default."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
+
+from airflow_backup_provider import protocol
+from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupNotFoundError
+from airflow_backup_provider.hooks.backup import AzureBackupHook
+from airflow_backup_provider.links.backup import AzureBackupJobLink
+from airflow_backup_provider.operators.backup import push_job_xcom
+from airflow_backup_provider.triggers.backup import BackupJobTrigger
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+class BackupJobSensor(BaseSensorOperator):
+    """
+    Wait until a backup job reaches a terminal status.
+
+    ``Completed`` succeeds; ``CompletedWithWarnings`` succeeds with a warning (fails with ``fail_on_warnings``);
+    ``Failed`` / ``Cancelled`` / ``Invalid`` fail with
+    :class:`~airflow_backup_provider.exceptions.AzureBackupJobFailedError` naming the job, the item, the
+    error codes, errorString and recommendations. When done, the job summary (id, status, item, operation,
+    start, end, duration, backup size) is the sensor's return value.
+
+    Runs in ``reschedule`` mode by default: no worker slot is held between pokes. With ``deferrable=True`` it checks
+    once, then waits in the triggerer (:class:`~airflow_backup_provider.triggers.backup.BackupJobTrigger`).
+
+    :param job_id: The job id, usually ``{{ ti.xcom_pull(task_ids='trigger_backup') }}``. (templated)
+    :param vault_name: Vault; default: the connection's. (templated)
+    :param resource_group_name: Resource group; default: the connection's. (templated)
+    :param azure_backup_conn_id: The Azure Backup connection id.
+    :param fail_on_warnings: Fail on ``CompletedWithWarnings``.
+    :param cancel_on_timeout: Cancel the job when the sensor times out.
+    :param deferrable: Wait in the triggerer.
+    :param hook_params: Extra keyword arguments for :class:`AzureBackupHook`.
+    """
+
+    template_fields: Sequence[str] = ("job_id", "vault_name", "resource_group_name", "azure_backup_conn_id")
+    operator_extra_links = (AzureBackupJobLink(),)
+    ui_color = "#50a0e0"
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        vault_name: str | None = None,
+        resource_group_name: str | None = None,
+        azure_backup_conn_id: str = AzureBackupHook.default_conn_name,
+        mode: str = "reschedule",
+        poke_interval: float | timedelta = 60,
+        fail_on_warnings: bool = False,
+        cancel_on_timeout: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(mode=mode, poke_interval=poke_interval, **kwargs)
+        self.job_id = job_id
+        self.vault_name = vault_name
+        self.resource_group_name = resource_group_name
+        self.azure_backup_conn_id = azure_backup_conn_id
+        self.fail_on_warnings = fail_on_warnings
+        self.cancel_on_timeout = cancel_on_timeout
+        self.deferrable = deferrable
+        self.hook_params = dict(hook_params or {})
+
+    @cached_property
+    def hook(self) -> AzureBackupHook:
+        return AzureBackupHook(self.azure_backup_conn_id, **self.hook_params)
+
+    def _checked_job_id(self) -> str:
+        job_id = self.job_id
+        if not isinstance(job_id, str) or not job_id.strip() or job_id.strip() == "None":
+            raise AzureBackupConfigError("job_id", job_id, "is empty; did the trigger task push its job id to XCom?")
+        return protocol.require_name("job_id", job_id.strip())
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        job_id = self._checked_job_id()
+        try:
+            job = self.hook.get_job(job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name)
+        except AzureBackupNotFoundError:
+            # Right after a trigger the job may not be visible yet; the sensor timeout bounds this.
+            self.log.warning("Backup job %s not found (yet); will poke again.", job_id)
+            return False
+        self.log.info("Backup job %s (%s): %s", job_id, job.entity_friendly_name, job.describe_progress())
+        if not job.is_terminal:
+            return False
+        summary = protocol.check_job_outcome(job, fail_on_warnings=self.fail_on_warnings)
+        push_job_xcom(self.hook, context, job_id, self.hook.vault_ref(self.resource_group_name, self.vault_name))
+        return PokeReturnValue(is_done=True, xcom_value=summary)
+
+    def execute(self, context: Context) -> Any:
+        if self.deferrable:
+            return self._execute_deferrable(context)
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout:
+            if self.cancel_on_timeout:
+                self._cancel_quietly("sensor timed out")
+            raise
+
+    def _execute_deferrable(self, context: Context) -> Any:
+        result = self.poke(context)  # a cheap check first: no deferral for a job that already finished
+        if isinstance(result, PokeReturnValue) and result.is_done:
+            return result.xcom_value
+        self.defer(
+            trigger=BackupJobTrigger(
+                job_id=self._checked_job_id(),
+                azure_backup_conn_id=self.azure_backup_conn_id,
+                end_time=time.time() + self.timeout,
+                poll_interval=self.poke_interval,
+                resource_group_name=self.resource_group_name,
+                vault_name=self.vault_name,
+                cancel_on_timeout=self.cancel_on_timeout,
+                cancel_on_kill=self.cancel_on_timeout,
+                hook_params=self.hook_params,
+            ),
+            method_name="execute_complete",
+            timeout=None,  # the trigger enforces the sensor timeout itself (and can cancel the job)
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger with its event: the summary, or an exception naming what happened."""
+        try:
+            summary = protocol.resolve_job_event(
+                event, job_id=self._checked_job_id(), fail_on_warnings=self.fail_on_warnings
+            )
+        except protocol.AzureBackupTimeoutError as exc:
+            raise AirflowSensorTimeout(str(exc)) from exc
+        push_job_xcom(
+            self.hook, context, summary["job_id"], self.hook.vault_ref(self.resource_group_name, self.vault_name)
+        )
+        return summary
+
+    def _cancel_quietly(self, reason: str) -> None:
+        try:
+            job_id = self._checked_job_id()
+            self.hook.cancel_job(job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name)
+            self.log.info("Cancellation of backup job %s requested (%s).", job_id, reason)
+        except Exception as exc:  # best effort
+            self.log.warning("Could not cancel backup job %s (%s): %s", self.job_id, reason, exc)

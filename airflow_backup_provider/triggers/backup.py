@@ -1,0 +1,129 @@
+"""Deferrable trigger that waits for an Azure Backup job in the triggerer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_backup_provider.exceptions import AzureBackupError, AzureBackupNotFoundError
+from airflow_backup_provider.hooks.backup import AzureBackupAsyncHook, hook_params_from_plain, plain_hook_params
+from airflow_backup_provider.protocol import build_job_event, describe_job_failure, job_event_status
+
+
+class BackupJobTrigger(BaseTrigger):
+    """
+    Poll a backup job from the triggerer until it is terminal or a wall-clock deadline passes.
+
+    Only ids and plain values are serialized (never a token or secret). The deadline is Unix time
+    (``time.time()``), because the worker that computed it and the triggerer may be different hosts.
+
+    :param job_id: The backup job id.
+    :param azure_backup_conn_id: The Azure Backup connection id.
+    :param end_time: Unix time after which a ``timeout`` event is emitted.
+    :param poll_interval: Seconds between polls.
+    :param resource_group_name: Vault resource group (default: the connection's).
+    :param vault_name: Vault name (default: the connection's).
+    :param cancel_on_timeout: Cancel the job when the deadline passes.
+    :param cancel_on_kill: Cancel the job when the deferred task is killed (``BaseTrigger.on_kill``, Airflow 3.3+).
+    :param hook_params: Plain-JSON :class:`AzureBackupAsyncHook` parameters (timeouts, retry policy as a dict).
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        azure_backup_conn_id: str,
+        end_time: float,
+        poll_interval: float = 60.0,
+        resource_group_name: str | None = None,
+        vault_name: str | None = None,
+        cancel_on_timeout: bool = False,
+        cancel_on_kill: bool = False,
+        hook_params: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.azure_backup_conn_id = azure_backup_conn_id
+        self.end_time = float(end_time)
+        self.poll_interval = float(poll_interval)
+        self.resource_group_name = resource_group_name
+        self.vault_name = vault_name
+        self.cancel_on_timeout = cancel_on_timeout
+        self.cancel_on_kill = cancel_on_kill
+        self.hook_params = plain_hook_params(hook_params)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{self.__class__.__module__}.{self.__class__.__name__}",
+            {
+                "job_id": self.job_id,
+                "azure_backup_conn_id": self.azure_backup_conn_id,
+                "end_time": self.end_time,
+                "poll_interval": self.poll_interval,
+                "resource_group_name": self.resource_group_name,
+                "vault_name": self.vault_name,
+                "cancel_on_timeout": self.cancel_on_timeout,
+                "cancel_on_kill": self.cancel_on_kill,
+                "hook_params": self.hook_params,
+            },
+        )
+
+    def _hook(self) -> AzureBackupAsyncHook:
+        return AzureBackupAsyncHook(self.azure_backup_conn_id, **hook_params_from_plain(self.hook_params))
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            async with self._hook() as hook:
+                while True:
+                    try:
+                        job = await hook.aget_job(
+                            self.job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name
+                        )
+                    except AzureBackupNotFoundError:
+                        # A fresh job can be invisible for a few polls; the deadline bounds the wait.
+                        self.log.warning("Job %s not found yet; polling again.", self.job_id)
+                        job = None
+                    if job is not None:
+                        self.log.info("Job %s: %s", self.job_id, job.describe_progress())
+                        status = job_event_status(job)
+                        if status is not None:
+                            message = describe_job_failure(job) if status == "failed" else f"Job {job.status}"
+                            yield TriggerEvent(build_job_event(status, self.job_id, message, job))
+                            return
+                    remaining = self.end_time - time.time()
+                    if remaining <= 0:
+                        if self.cancel_on_timeout:
+                            await self._cancel(hook, "deadline passed")
+                        yield TriggerEvent(
+                            build_job_event(
+                                "timeout",
+                                self.job_id,
+                                f"Job {self.job_id} still {job.status if job else 'not visible'} at the deadline",
+                                job,
+                            )
+                        )
+                        return
+                    await asyncio.sleep(min(self.poll_interval, remaining))
+        except AzureBackupError as exc:
+            # The hook already retried what is retriable; a transient failure never cancels the job.
+            yield TriggerEvent(build_job_event("error", self.job_id, f"{type(exc).__name__}: {exc}"))
+
+    async def _cancel(self, hook: AzureBackupAsyncHook, reason: str) -> None:
+        try:
+            await hook.acancel_job(
+                self.job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name
+            )
+            self.log.info("Cancellation of job %s requested (%s).", self.job_id, reason)
+        except Exception as exc:  # best effort: the task outcome must not depend on it
+            self.log.warning("Could not cancel job %s (%s): %s", self.job_id, reason, exc)
+
+    async def on_kill(self) -> None:
+        """Cancel the job when the user kills the deferred task (Airflow 3.3 calls this; 2.x never does)."""
+        if not self.cancel_on_kill:
+            return
+        async with self._hook() as hook:
+            await self._cancel(hook, "task killed")

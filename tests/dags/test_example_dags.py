@@ -1,0 +1,122 @@
+"""``dag.test()`` runs of every example DAG against the emulator: outcomes, faults, the deferrable variant."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+from typing import Any
+
+import pytest
+
+from airflow_backup_provider.emulator import VM_ITEM, Emulator, Fault
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+EXAMPLE_DAGS = sorted((REPO / "example_dags").glob("*.py"))
+
+
+def load_module(path: pathlib.Path) -> Any:
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(dag: Any) -> tuple[Any, dict[str, Any]]:
+    from airflow.utils.state import DagRunState  # noqa: F401  (works on 2.11 and 3.x)
+
+    dag_run = dag.test()
+    tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+    return dag_run, tis
+
+
+def xcom(ti: Any, key: str = "return_value") -> Any:
+    return ti.xcom_pull(task_ids=ti.task_id, key=key)
+
+
+@pytest.fixture(scope="module")
+def verify_notify() -> Any:
+    return load_module(REPO / "example_dags" / "azure_backup_verify_notify.py")
+
+
+def test_every_example_dag_file_imports_cleanly() -> None:
+    assert EXAMPLE_DAGS
+    for path in EXAMPLE_DAGS:
+        module = load_module(path)
+        dags = [v for v in vars(module).values() if type(v).__name__ == "DAG"]
+        assert dags, f"{path.name} defines no DAG"
+
+
+def assert_success(dag_run: Any, tis: dict[str, Any], emulator: Emulator, status: str = "Completed") -> None:
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    assert dag_run.state == DagRunState.SUCCESS, {t: ti.state for t, ti in tis.items()}
+    assert all(ti.state == TaskInstanceState.SUCCESS for ti in tis.values())
+    job_id = xcom(tis["trigger_backup"], "job_id")
+    assert job_id == xcom(tis["trigger_backup"])
+    summary = xcom(tis["wait_for_backup"])
+    assert summary["job_id"] == job_id and summary["status"] == status
+    assert emulator.job(job_id).status == status
+    verification = xcom(tis["verify"])
+    assert verification["recovery_points_since_start"] >= 1
+    message = xcom(tis["notify"])
+    assert job_id in message and status in message and verification["recovery_point_id"] in message
+
+
+@pytest.mark.usefixtures("airflow_db")
+class TestVerifyNotify:
+    def test_success(self, verify_notify: Any, emulator: Emulator) -> None:
+        dag_run, tis = run(verify_notify.azure_backup_verify_notify)
+        assert_success(dag_run, tis, emulator)
+
+    def test_completed_with_warnings_still_succeeds(self, verify_notify: Any, emulator: Emulator) -> None:
+        emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="CompletedWithWarnings", duration_seconds=600)
+        dag_run, tis = run(verify_notify.azure_backup_verify_notify)
+        assert_success(dag_run, tis, emulator, status="CompletedWithWarnings")
+
+    def test_failed_backup_fails_the_sensor_with_the_error_code(
+        self, verify_notify: Any, emulator: Emulator, task_logs: Any
+    ) -> None:
+        from airflow.utils.state import DagRunState, TaskInstanceState
+
+        emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Failed", duration_seconds=600)
+        dag_run, tis = run(verify_notify.azure_backup_verify_notify)
+        assert dag_run.state == DagRunState.FAILED
+        assert tis["trigger_backup"].state == TaskInstanceState.SUCCESS
+        assert tis["wait_for_backup"].state == TaskInstanceState.FAILED
+        job_id = xcom(tis["trigger_backup"], "job_id")
+        job = emulator.job(job_id)
+        assert job.status == "Failed"
+        logs = task_logs()
+        assert f"Azure Backup job {job_id}" in logs and "ended Failed; error codes: " in logs
+        assert "Azure Backup FAILED" in logs  # the failure notifier ran
+
+    @pytest.mark.parametrize(
+        "fault",
+        [
+            Fault(kind="throttle", count=3, retry_after=1),
+            Fault(kind="unavailable", method="GET", count=3, retry_after=0),
+            Fault(kind="reset", method="GET", count=2),
+            Fault(kind="token_expiry", method="GET", path_regex="/backupJobs/"),
+            Fault(kind="job_not_found", count=2),
+            Fault(kind="operation_in_progress", polls=3),
+        ],
+        ids=lambda f: f.kind,
+    )
+    def test_faults_are_survived(self, verify_notify: Any, emulator: Emulator, fault: Fault) -> None:
+        emulator.add_fault(fault)
+        dag_run, tis = run(verify_notify.azure_backup_verify_notify)
+        assert_success(dag_run, tis, emulator)
+        statuses = [r.status for r in emulator.requests if "/subscriptions/" in r.path.lower()]
+        assert {429, 503, 0, 401, 404} & set(statuses) or fault.kind == "operation_in_progress"
+
+    def test_deferrable_variant(self, verify_notify: Any, emulator: Emulator) -> None:
+        # Long enough (10 s) that the sensor's first check sees InProgress and defers to the trigger.
+        emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=6000)
+        dag_run, tis = run(verify_notify.azure_backup_verify_notify_deferrable)
+        assert_success(dag_run, tis, emulator)
+        job_id = xcom(tis["trigger_backup"], "job_id")
+        polls = [r for r in emulator.requests if r.method == "GET" and r.path.endswith(f"/backupJobs/{job_id}")]
+        agents = [r.headers.get("User-Agent", r.headers.get("user-agent", "")) for r in polls]
+        assert any("aiohttp/" in a for a in agents), agents  # the trigger (async hook) did the waiting
+        assert "requests/" in agents[0]  # after one cheap synchronous check

@@ -1,0 +1,61 @@
+"""Provider registration: the entry point, get_provider_info() and what Airflow's ProvidersManager makes of it."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+
+from airflow_backup_provider.get_provider_info import get_provider_info
+
+DIST = "airflow-backup-provider"
+
+
+def test_entry_point_points_at_get_provider_info() -> None:
+    eps = [
+        ep
+        for ep in importlib.metadata.entry_points(group="apache_airflow_provider")
+        if ep.dist and ep.dist.name == DIST
+    ]
+    assert [ep.value for ep in eps] == ["airflow_backup_provider.get_provider_info:get_provider_info"]
+    assert eps[0].load()() == get_provider_info()
+
+
+def test_package_name_matches_the_distribution() -> None:
+    assert get_provider_info()["package-name"] == importlib.metadata.metadata(DIST)["Name"]
+
+
+def test_every_listed_module_and_class_imports() -> None:
+    info = get_provider_info()
+    for layer in ("hooks", "operators", "sensors", "triggers"):
+        for entry in info[layer]:
+            for module in entry["python-modules"]:
+                importlib.import_module(module)
+    for path in [*info["extra-links"], *info["notifications"], info["connection-types"][0]["hook-class-name"]]:
+        module, name = path.rsplit(".", 1)
+        assert getattr(importlib.import_module(module), name)
+
+
+def test_connection_form_declares_the_public_field_names() -> None:
+    conn = get_provider_info()["connection-types"][0]
+    assert conn["connection-type"] == "azure_backup"
+    assert set(conn["conn-fields"]) == {
+        "tenant_id",
+        "subscription_id",
+        "resource_group_name",
+        "vault_name",
+        "cloud_environment",
+        "resource_manager_endpoint",
+        "authority_host",
+        "managed_identity_client_id",
+        "workload_identity_tenant_id",
+    }
+    assert conn["ui-field-behaviour"]["relabeling"] == {"login": "Client ID", "password": "Client Secret"}
+
+
+def test_providers_manager_registers_the_hook_and_link() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert DIST in manager.providers
+    assert "azure_backup" in manager.hooks
+    assert "airflow_backup_provider.links.backup.AzureBackupJobLink" in manager.extra_links_class_names
