@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import ssl
 import time
 import uuid
@@ -49,6 +50,10 @@ if TYPE_CHECKING:
     from azure.core.credentials import AccessToken
 
 T = TypeVar("T")
+
+# azure-identity's HTTP pipeline logs every token request with its headers at INFO; task logs need none of that
+# (the WASB hook of the azure provider does the same).
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
 
 def _user_agent(transport: str) -> str:
@@ -209,35 +214,67 @@ class AzureBackupHook(BaseHook):
             "authority": s.authority_host,
         }
 
+    # The azure-identity flavour this hook uses; the async twin flips it.
+    _asynchronous = False
+
     def get_credential(self) -> Any:
-        """Return the (cached) azure-identity credential."""
+        """Return the (cached) azure-identity credential (``azure.identity`` or ``azure.identity.aio``)."""
         if self._credential is None:
             kind, kwargs = self._credential_kwargs()
             if kind == "ClientSecretCredential":
-                from azure.identity import ClientSecretCredential
+                if self._asynchronous:
+                    from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCredential
 
-                self._credential = ClientSecretCredential(**kwargs)
+                    self._credential = AsyncClientSecretCredential(**kwargs)
+                else:
+                    from azure.identity import ClientSecretCredential
+
+                    self._credential = ClientSecretCredential(**kwargs)
             else:
-                self._credential = _default_credential(kwargs, asynchronous=False)
+                self._credential = _default_credential(kwargs, asynchronous=self._asynchronous)
         return self._credential
 
-    def _token_is_fresh(self) -> bool:
-        return self._token is not None and self._token.expires_on - time.time() > TOKEN_REFRESH_MARGIN
+    def _token_request(self, refresh: bool) -> dict[str, Any] | None:
+        """Keyword arguments for ``credential.get_token`` when a token must be fetched; None if the cached one will do.
+
+        A forced refresh (after a 401) passes a claims challenge, which makes MSAL skip its own cache.
+        """
+        if not refresh and self._token is not None and self._token.expires_on - time.time() > TOKEN_REFRESH_MARGIN:
+            return None
+        self.token_requests += 1
+        return {"claims": _force_refresh_claims()} if refresh else {}
 
     def get_token(self, *, refresh: bool = False) -> str:
         """Return a bearer token for ARM, cached per hook; ``refresh`` forces a new one (after a 401)."""
-        if refresh or not self._token_is_fresh():
+        kwargs = self._token_request(refresh)
+        if kwargs is not None:
             credential = self.get_credential()
-            self.token_requests += 1
-            if refresh:
-                try:
-                    self._token = credential.get_token(self.settings.scope, claims=_force_refresh_claims())
-                except TypeError:  # a credential without claims support
-                    self._token = credential.get_token(self.settings.scope)
-            else:
+            try:
+                self._token = credential.get_token(self.settings.scope, **kwargs)
+            except TypeError:  # a credential without claims support
                 self._token = credential.get_token(self.settings.scope)
         assert self._token is not None
         return self._token.token
+
+    def _request_headers(self, request: protocol.ApiRequest, token: str) -> dict[str, str]:
+        # Defence in depth: BackupApi.follow_url already refused URLs on other hosts.
+        if not protocol.same_host(request.url, self.settings.resource_manager_endpoint):
+            raise AzureBackupError(f"refusing to send a token to {protocol.redact_url(request.url)!r}")
+        return {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "x-ms-client-request-id": str(uuid.uuid4()),
+        }
+
+    def _log_response(self, request: protocol.ApiRequest, response: ApiResponse) -> ApiResponse:
+        self.log.debug(
+            "%s %s -> %s (x-ms-request-id=%s)",
+            request.method,
+            protocol.redact_url(request.url),
+            response.status,
+            response.request_id,
+        )
+        return response
 
     # -- transport --------------------------------------------------------------------------------------------------
     @cached_property
@@ -248,15 +285,7 @@ class AzureBackupHook(BaseHook):
 
     def _send(self, action: Send) -> ApiResponse | TransportFailure:
         request = action.request
-        # The token is requested only for the configured ARM host; BackupApi.follow_url refused any other.
-        if not protocol.same_host(request.url, self.settings.resource_manager_endpoint):
-            raise AzureBackupError(f"refusing to send a token to {request.url!r}")
-        token = self.get_token(refresh=action.refresh_token)
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-            "x-ms-client-request-id": str(uuid.uuid4()),
-        }
+        headers = self._request_headers(request, self.get_token(refresh=action.refresh_token))
         try:
             response = self._session.request(
                 request.method,
@@ -274,17 +303,8 @@ class AzureBackupHook(BaseHook):
             return TransportFailure("timeout", type(exc).__name__)
         except requests.exceptions.ConnectionError as exc:
             return TransportFailure(_classify_connection_error(exc), f"{type(exc).__name__}: {_root_cause(exc)}")
-        result = ApiResponse(
-            response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content
-        )
-        self.log.debug(
-            "%s %s -> %s (x-ms-request-id=%s)",
-            request.method,
-            protocol.redact_url(request.url),
-            result.status,
-            result.request_id,
-        )
-        return result
+        headers_out = {k.lower(): v for k, v in response.headers.items()}
+        return self._log_response(request, ApiResponse(response.status_code, headers_out, response.content))
 
     def run(self, flow: Flow[T]) -> T:
         """Drive a protocol flow with blocking I/O."""
@@ -597,6 +617,8 @@ class AzureBackupAsyncHook(AzureBackupHook):
     Use as ``async with AzureBackupAsyncHook(conn_id) as hook: job = await hook.get_job(job_id)``.
     """
 
+    _asynchronous = True
+
     def __init__(self, azure_backup_conn_id: str = AzureBackupHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(azure_backup_conn_id, **kwargs)
         self._client: aiohttp.ClientSession | None = None
@@ -615,27 +637,14 @@ class AzureBackupAsyncHook(AzureBackupHook):
         assert self._settings is not None
         return self._settings
 
-    def get_credential(self) -> Any:
-        if self._credential is None:
-            kind, kwargs = self._credential_kwargs()
-            if kind == "ClientSecretCredential":
-                from azure.identity.aio import ClientSecretCredential
-
-                self._credential = ClientSecretCredential(**kwargs)
-            else:
-                self._credential = _default_credential(kwargs, asynchronous=True)
-        return self._credential
-
     async def aget_token(self, *, refresh: bool = False) -> str:
-        if refresh or not self._token_is_fresh():
+        """Async :meth:`get_token`: same cache and refresh rules."""
+        kwargs = self._token_request(refresh)
+        if kwargs is not None:
             credential = self.get_credential()
-            self.token_requests += 1
-            if refresh:
-                try:
-                    self._token = await credential.get_token(self.settings.scope, claims=_force_refresh_claims())
-                except TypeError:
-                    self._token = await credential.get_token(self.settings.scope)
-            else:
+            try:
+                self._token = await credential.get_token(self.settings.scope, **kwargs)
+            except TypeError:  # a credential without claims support
                 self._token = await credential.get_token(self.settings.scope)
         assert self._token is not None
         return self._token.token
@@ -660,14 +669,7 @@ class AzureBackupAsyncHook(AzureBackupHook):
         from yarl import URL
 
         request = action.request
-        if not protocol.same_host(request.url, self.settings.resource_manager_endpoint):
-            raise AzureBackupError(f"refusing to send a token to {request.url!r}")
-        token = await self.aget_token(refresh=action.refresh_token)
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-            "x-ms-client-request-id": str(uuid.uuid4()),
-        }
+        headers = self._request_headers(request, await self.aget_token(refresh=action.refresh_token))
         try:
             async with self._client_session().request(
                 request.method,
@@ -678,7 +680,7 @@ class AzureBackupAsyncHook(AzureBackupHook):
                 allow_redirects=False,
             ) as response:
                 body = await response.read()
-                result = ApiResponse(response.status, {k.lower(): v for k, v in response.headers.items()}, body)
+                headers_out = {k.lower(): v for k, v in response.headers.items()}
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
             raise AzureBackupError(f"TLS verification failed for {protocol.redact_url(request.url)}: {exc}") from None
         except aiohttp.ClientConnectorError as exc:
@@ -687,14 +689,7 @@ class AzureBackupAsyncHook(AzureBackupHook):
             return TransportFailure("timeout", type(exc).__name__)
         except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
             return TransportFailure("reset", f"{type(exc).__name__}: {exc}")
-        self.log.debug(
-            "%s %s -> %s (x-ms-request-id=%s)",
-            request.method,
-            protocol.redact_url(request.url),
-            result.status,
-            result.request_id,
-        )
-        return result
+        return self._log_response(request, ApiResponse(response.status, headers_out, body))
 
     async def arun(self, flow: Flow[T]) -> T:
         """Drive a protocol flow with non-blocking I/O."""

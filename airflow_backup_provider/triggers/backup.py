@@ -76,6 +76,11 @@ class BackupJobTrigger(BaseTrigger):
         return AzureBackupAsyncHook(self.azure_backup_conn_id, **hook_params_from_plain(self.hook_params))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # The event is computed with the hook open and yielded after it is closed: the triggerer may never resume
+        # this generator after the first event, and an aiohttp session must not be left to the garbage collector.
+        yield TriggerEvent(await self._wait_for_job())
+
+    async def _wait_for_job(self) -> dict[str, Any]:
         try:
             async with self._hook() as hook:
                 while True:
@@ -92,25 +97,19 @@ class BackupJobTrigger(BaseTrigger):
                         status = job_event_status(job)
                         if status is not None:
                             message = describe_job_failure(job) if status == "failed" else f"Job {job.status}"
-                            yield TriggerEvent(build_job_event(status, self.job_id, message, job))
-                            return
+                            return build_job_event(status, self.job_id, message, job)
                     remaining = self.end_time - time.time()
                     if remaining <= 0:
                         if self.cancel_on_timeout:
                             await self._cancel(hook, "deadline passed")
-                        yield TriggerEvent(
-                            build_job_event(
-                                "timeout",
-                                self.job_id,
-                                f"Job {self.job_id} still {job.status if job else 'not visible'} at the deadline",
-                                job,
-                            )
+                        state = job.status if job else "not visible"
+                        return build_job_event(
+                            "timeout", self.job_id, f"Job {self.job_id} still {state} at the deadline", job
                         )
-                        return
                     await asyncio.sleep(min(self.poll_interval, remaining))
         except AzureBackupError as exc:
             # The hook already retried what is retriable; a transient failure never cancels the job.
-            yield TriggerEvent(build_job_event("error", self.job_id, f"{type(exc).__name__}: {exc}"))
+            return build_job_event("error", self.job_id, f"{type(exc).__name__}: {exc}")
 
     async def _cancel(self, hook: AzureBackupAsyncHook, reason: str) -> None:
         try:

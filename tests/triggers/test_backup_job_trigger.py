@@ -108,3 +108,15 @@ def test_on_kill_cancels_only_when_asked(emulator: Emulator) -> None:
     assert not any(r.path.endswith("/cancel") for r in emulator.requests)
     asyncio.run(make_trigger(job_id, cancel_on_kill=True).on_kill())
     assert [r.status for r in emulator.requests if r.path.endswith(f"/backupJobs/{job_id}/cancel")] == [202]
+
+
+def test_hook_session_is_closed_even_if_the_generator_is_abandoned(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gc
+
+    job_id = start_backup(emulator)
+    assert first_event(make_trigger(job_id))["status"] == "success"  # stops iterating after the first event
+    gc.collect()
+    assert "Unclosed client session" not in caplog.text
+    assert "Unclosed connector" not in caplog.text

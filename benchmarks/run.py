@@ -1,0 +1,179 @@
+"""`make bench`: request counts per tracked job and timings, against the emulator. Numbers, never assertions.
+
+Scenarios
+- requests per tracked job: what one backup costs in HTTP requests when the job is followed by
+  (a) the operator alone, (b) the reschedule sensor (each poke is a fresh process: fresh hook, fresh token),
+  (c) the deferrable trigger (one async hook for the whole wait);
+- latency of one ``get_job`` round trip (sync and async hook, TLS keep-alive) and of trigger → jobId;
+- the pure core: parsing a job body, building a request.
+
+Writes ``benchmarks/results/latest.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from typing import Any
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-backup-bench-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+from airflow_backup_provider import protocol  # noqa: E402
+from airflow_backup_provider.emulator import VM_ITEM, Emulator, EmulatorConfig  # noqa: E402
+from airflow_backup_provider.hooks.backup import AzureBackupAsyncHook, AzureBackupHook  # noqa: E402
+from airflow_backup_provider.triggers.backup import BackupJobTrigger  # noqa: E402
+
+# A "20-minute" backup takes 4 s; the service's Retry-After (60 s) is scaled to 1 s.
+TIME_SCALE = 300.0
+POKE_INTERVAL = 1.0
+# Wall seconds a tracked job runs in the sensor/trigger scenarios (long enough for several polls).
+JOB_SECONDS = 15.0
+
+
+def classify(request: Any) -> str:
+    path = request.path.lower()
+    if path.endswith("/oauth2/v2.0/token"):
+        return "token"
+    if "/.well-known/" in path:
+        return "authority metadata"
+    if request.method == "POST":
+        return "POST " + path.rsplit("/", 1)[-1]
+    if "operationsstatus" in path or "/backupoperations/" in path or "operationresults" in path:
+        return "GET operation"
+    if "/backupjobs/" in path:
+        return "GET job"
+    return "GET other"
+
+
+def counts(emulator: Emulator) -> dict[str, int]:
+    return dict(Counter(classify(r) for r in emulator.requests))
+
+
+def scenario_operator_only(emulator: Emulator) -> dict[str, Any]:
+    emulator.reset()
+    hook = AzureBackupHook()
+    started = time.perf_counter()
+    hook.trigger_backup(VM_ITEM.container_name, VM_ITEM.protected_item_name)
+    return {"job_id_after_s": round(time.perf_counter() - started, 3), "requests": counts(emulator)}
+
+
+def scenario_reschedule_sensor(emulator: Emulator) -> dict[str, Any]:
+    emulator.reset()
+    emulator.set_item_behavior(
+        VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=JOB_SECONDS * TIME_SCALE
+    )
+    job_id = AzureBackupHook().trigger_backup(VM_ITEM.container_name, VM_ITEM.protected_item_name).job_id
+    pokes = 0
+    while True:  # each poke: a fresh task process → a fresh hook (no token cache survives a reschedule)
+        pokes += 1
+        job = AzureBackupHook().get_job(job_id)
+        if job.is_terminal:
+            break
+        time.sleep(POKE_INTERVAL)
+    return {"pokes": pokes, "requests": counts(emulator)}
+
+
+def scenario_deferrable(emulator: Emulator) -> dict[str, Any]:
+    emulator.reset()
+    emulator.set_item_behavior(
+        VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=JOB_SECONDS * TIME_SCALE
+    )
+    job_id = AzureBackupHook().trigger_backup(VM_ITEM.container_name, VM_ITEM.protected_item_name).job_id
+
+    async def wait() -> dict[str, Any]:
+        trigger = BackupJobTrigger(
+            job_id=job_id, azure_backup_conn_id="azure_backup_default", end_time=time.time() + 120, poll_interval=1
+        )
+        async for event in trigger.run():
+            return event.payload
+        raise RuntimeError("no event")
+
+    event = asyncio.run(wait())
+    return {"event": event["status"], "requests": counts(emulator)}
+
+
+def latency(emulator: Emulator, rounds: int = 200) -> dict[str, Any]:
+    emulator.reset()
+    hook = AzureBackupHook()
+    job_id = hook.trigger_backup(VM_ITEM.container_name, VM_ITEM.protected_item_name).job_id
+    sync_ms = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        hook.get_job(job_id)
+        sync_ms.append((time.perf_counter() - t) * 1000)
+
+    async def run_async() -> list[float]:
+        out = []
+        async with AzureBackupAsyncHook() as ahook:
+            for _ in range(rounds):
+                t = time.perf_counter()
+                await ahook.aget_job(job_id)
+                out.append((time.perf_counter() - t) * 1000)
+        return out
+
+    async_ms = asyncio.run(run_async())
+    trigger_s = []
+    for _ in range(5):
+        emulator.reset()
+        t = time.perf_counter()
+        AzureBackupHook().trigger_backup(VM_ITEM.container_name, VM_ITEM.protected_item_name)
+        trigger_s.append(time.perf_counter() - t)
+    return {
+        "get_job_sync_ms_median": round(statistics.median(sync_ms), 2),
+        "get_job_sync_ms_p95": round(sorted(sync_ms)[int(rounds * 0.95)], 2),
+        "get_job_async_ms_median": round(statistics.median(async_ms), 2),
+        "get_job_async_ms_p95": round(sorted(async_ms)[int(rounds * 0.95)], 2),
+        "trigger_to_job_id_s_median_fresh_hook": round(statistics.median(trigger_s), 3),
+    }
+
+
+def core(rounds: int = 20000) -> dict[str, Any]:
+    body = json.loads((REPO / "tests/spec/examples/GetJobDetails.json").read_text())["responses"]["200"]["body"]
+    t = time.perf_counter()
+    for _ in range(rounds):
+        protocol.parse_job(body)
+    parse_us = (time.perf_counter() - t) / rounds * 1e6
+    api = protocol.BackupApi("https://management.azure.com")
+    item = protocol.ItemRef(
+        protocol.VaultRef("sub", "rg", "vault"), VM_ITEM.container_name, VM_ITEM.protected_item_name
+    )
+    t = time.perf_counter()
+    for _ in range(rounds):
+        api.trigger_backup(item, {"properties": {"objectType": "IaasVMBackupRequest"}})
+    build_us = (time.perf_counter() - t) / rounds * 1e6
+    return {"parse_job_us": round(parse_us, 2), "build_trigger_request_us": round(build_us, 2)}
+
+
+def main() -> int:
+    results: dict[str, Any] = {"python": sys.version.split()[0], "time_scale": TIME_SCALE}
+    with tempfile.TemporaryDirectory() as tmp:
+        emulator = Emulator(EmulatorConfig(time_scale=TIME_SCALE), ca_file=f"{tmp}/ca.pem").start()
+        logging.getLogger().setLevel(logging.WARNING)
+        os.environ.update(emulator.client_env())
+        try:
+            results["operator_only"] = scenario_operator_only(emulator)
+            results["reschedule_sensor"] = scenario_reschedule_sensor(emulator)
+            results["deferrable_trigger"] = scenario_deferrable(emulator)
+            results["latency"] = latency(emulator)
+        finally:
+            emulator.stop()
+    results["core"] = core()
+    out = REPO / "benchmarks" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
