@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_backup_provider.emulator import VM_ITEM, Emulator, Fault
+from airflow_backup_provider.hooks.backup import AzureBackupHook
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = sorted((REPO / "example_dags").glob("*.py"))
@@ -22,10 +23,8 @@ def load_module(path: pathlib.Path) -> Any:
     return module
 
 
-def run(dag: Any) -> tuple[Any, dict[str, Any]]:
-    from airflow.utils.state import DagRunState  # noqa: F401  (works on 2.11 and 3.x)
-
-    dag_run = dag.test()
+def run(dag: Any, **run_conf: Any) -> tuple[Any, dict[str, Any]]:
+    dag_run = dag.test(run_conf=run_conf or None)
     tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
     return dag_run, tis
 
@@ -65,6 +64,11 @@ def assert_success(dag_run: Any, tis: dict[str, Any], emulator: Emulator, status
 
 @pytest.mark.usefixtures("airflow_db")
 class TestVerifyNotify:
+    @pytest.fixture(autouse=True)
+    def _operations_finish_at_first_poll(self, emulator: Emulator) -> None:
+        # The hooks' tests cover InProgress operations; here it would only add the 5 s poll interval to every run.
+        emulator.configure(operation_polls_in_progress=0)
+
     def test_success(self, verify_notify: Any, emulator: Emulator) -> None:
         dag_run, tis = run(verify_notify.azure_backup_verify_notify)
         assert_success(dag_run, tis, emulator)
@@ -99,7 +103,7 @@ class TestVerifyNotify:
             Fault(kind="reset", method="GET", count=2),
             Fault(kind="token_expiry", method="GET", path_regex="/backupJobs/"),
             Fault(kind="job_not_found", count=2),
-            Fault(kind="operation_in_progress", polls=3),
+            Fault(kind="operation_in_progress", polls=1),
         ],
         ids=lambda f: f.kind,
     )
@@ -120,3 +124,40 @@ class TestVerifyNotify:
         agents = [r.headers.get("User-Agent", r.headers.get("user-agent", "")) for r in polls]
         assert any("aiohttp/" in a for a in agents), agents  # the trigger (async hook) did the waiting
         assert "requests/" in agents[0]  # after one cheap synchronous check
+
+
+@pytest.fixture(scope="module")
+def nightly_check() -> Any:
+    return load_module(REPO / "example_dags" / "azure_backup_nightly_check.py")
+
+
+@pytest.mark.usefixtures("airflow_db")
+class TestNightlyCheck:
+    def test_healthy_vault_passes(self, nightly_check: Any, emulator: Emulator) -> None:
+        from airflow.utils.state import DagRunState
+
+        dag_run, tis = run(nightly_check.dag)
+        assert dag_run.state == DagRunState.SUCCESS
+        result = xcom(tis["check"])
+        assert result["items"] == 3 and not result["failed"] and not result["stale"]
+        assert "no failed backups" in xcom(tis["report"])
+
+    def test_failed_backup_and_stale_items_fail_the_run(
+        self, nightly_check: Any, emulator: Emulator, task_logs: Any
+    ) -> None:
+        from airflow.utils.state import DagRunState, TaskInstanceState
+
+        emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Failed", duration_seconds=60)
+        hook = AzureBackupHook()
+        job = hook.wait_for_job(
+            hook.trigger_backup(VM_ITEM.container_name, VM_ITEM.protected_item_name).job_id, poll_interval=0.2
+        )
+        assert job.status == "Failed"
+        dag_run, tis = run(nightly_check.dag, max_age_hours=0.0001)  # every item is now "too old"
+        assert dag_run.state == DagRunState.FAILED
+        assert tis["report"].state == TaskInstanceState.FAILED
+        result = xcom(tis["check"])
+        assert [f["job_id"] for f in result["failed"]] == [job.job_id]
+        assert str(job.errors[0].code) in result["failed"][0]["errors"]
+        assert {s["item"] for s in result["stale"]} == {"vm-app-01", "share-reports", "salesdb"}
+        assert "Nightly Azure Backup check FAILED" in task_logs()
