@@ -98,12 +98,36 @@ class AzureBackupForeignHostError(AzureBackupError):
 class AzureBackupOperationError(AzureBackupError):
     """The asynchronous operation behind a trigger/cancel/restore ended Failed, Canceled or Invalid."""
 
-    def __init__(self, *, operation_id: str, status: str, error_code: str | None, message: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        operation_id: str,
+        status: str,
+        error_code: str | None,
+        message: str | None,
+        job_id: str | None = None,
+    ) -> None:
         self.operation_id = operation_id
         self.status = status
         self.error_code = error_code
+        self.job_id = job_id
+        job = f" (job {job_id})" if job_id else ""
         super().__init__(
-            f"Azure Backup operation {operation_id} ended {status}: {error_code or '(no code)'}: {message or ''}"
+            f"Azure Backup operation {operation_id}{job} ended {status}: {error_code or '(no code)'}: {message or ''}"
+        )
+
+
+class AzureBackupAcceptedError(AzureBackupError):
+    """Azure accepted a trigger (202) but following its operation to the job id failed.
+
+    The backup may well be running: callers must look for its job instead of triggering again.
+    """
+
+    def __init__(self, *, operation_id: str, cause: AzureBackupError) -> None:
+        self.operation_id = operation_id
+        self.cause = cause
+        super().__init__(
+            f"Azure accepted the request (operation {operation_id}), but following it to the job id failed: {cause}"
         )
 
 

@@ -28,9 +28,11 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from airflow_backup_provider.exceptions import (
+    AzureBackupAcceptedError,
     AzureBackupApiError,
     AzureBackupAuthError,
     AzureBackupConfigError,
+    AzureBackupError,
     AzureBackupForeignHostError,
     AzureBackupJobFailedError,
     AzureBackupNotFoundError,
@@ -51,6 +53,10 @@ FABRIC_NAME = "Azure"
 OPERATION_IN_PROGRESS_CODES = frozenset({"UserErrorBackupOperationInProgress", "SystemBackupOperationInProgress"})
 # The service's date format in $filter clauses (CLI: strftime('%Y-%m-%d %I:%M:%S %p')).
 FILTER_DATE_FORMAT = "%Y-%m-%d %I:%M:%S %p"
+# 404 codes that say the job's container is missing: waiting will not make the job appear.
+CONTAINER_NOT_FOUND_CODES = frozenset({"ResourceNotFound", "ResourceGroupNotFound", "SubscriptionNotFound"})
+# No wait loop polls faster than this, whatever it is configured with (quota of the subscription's reads).
+MIN_POLL_INTERVAL = 0.1
 # 200 resources per page (ResourceList) x 1000 pages: far beyond any vault; a guard against a nextLink loop.
 MAX_PAGES = 1000
 
@@ -429,6 +435,7 @@ class BackupJob:
     container_name: str | None
     actions: tuple[str, ...]
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    storage_account_name: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -514,7 +521,8 @@ def parse_job(body: Any) -> BackupJob:
     return BackupJob(
         job_id=job_id,
         resource_id=_str_or_none(body.get("id")),
-        status=str(props.get("status") or BackupJobStatus.INVALID),
+        # A missing status is unknown (still running, with a warning), not the terminal "Invalid".
+        status=str(props.get("status") or "Unknown"),
         operation=_str_or_none(props.get("operation")),
         entity_friendly_name=_str_or_none(props.get("entityFriendlyName")),
         backup_management_type=_str_or_none(props.get("backupManagementType")),
@@ -531,6 +539,7 @@ def parse_job(body: Any) -> BackupJob:
         container_name=_str_or_none(props.get("containerName")),
         actions=actions,
         raw=body,
+        storage_account_name=_str_or_none(props.get("storageAccountName")),
     )
 
 
@@ -1305,6 +1314,7 @@ def follow_operation(
                 status=status.status,
                 error_code=status.error_code,
                 message=status.error_message,
+                job_id=status.job_id,
             )
         if wait.clock() >= deadline:
             raise AzureBackupTimeoutError(
@@ -1328,7 +1338,13 @@ def trigger_and_follow(
     response = yield from call(request, api.policy)
     handle = parse_operation_handle(response)
     log.info("Azure accepted the request; operation %s (x-ms-request-id=%s).", handle.operation_id, response.request_id)
-    status = yield from follow_operation(api, handle, item, wait)
+    try:
+        status = yield from follow_operation(api, handle, item, wait)
+    except AzureBackupOperationError:
+        raise  # the service's own final answer
+    except AzureBackupError as exc:
+        # The backup may be running even though we could not learn its job id: never report a plain failure.
+        raise AzureBackupAcceptedError(operation_id=handle.operation_id, cause=exc) from exc
     if not status.job_id:
         raise AzureBackupOperationError(
             operation_id=handle.operation_id,
@@ -1363,37 +1379,72 @@ def list_pages(api: BackupApi, first: ApiRequest, parse_item: Callable[[Any], T]
     )
 
 
-def cancel_job(api: BackupApi, vault: VaultRef, job_id: str, wait: WaitSettings) -> Flow[None]:
-    """Request cancellation of a job and follow the cancel operation until the service has accepted it."""
+def cancel_job(api: BackupApi, vault: VaultRef, job_id: str, wait: WaitSettings, *, follow: bool = True) -> Flow[None]:
+    """Request cancellation of a job; with ``follow``, also wait until the cancel operation is done."""
     response = yield from call(api.cancel_job(vault, require_name("job_id", job_id)), api.policy)
     handle = parse_operation_handle(response)
+    log.info("Cancellation of job %s accepted (operation %s).", job_id, handle.operation_id)
+    if not follow:
+        return
     if handle.result_url:
         yield from wait_for_location(api, handle.result_url, handle, wait)
     elif handle.status_url:
         yield from follow_operation(api, handle, None, wait)
 
 
-def find_in_progress_backup(
-    api: BackupApi, vault: VaultRef, item: ProtectedItem, now: datetime
-) -> Flow[BackupJob | None]:
-    """Find a running backup job of ``item`` (to attach to instead of starting a second backup)."""
+def find_item_backup_jobs(
+    api: BackupApi,
+    vault: VaultRef,
+    item: ProtectedItem,
+    *,
+    start: datetime,
+    end: datetime,
+    status: str | None = None,
+) -> Flow[list[BackupJob]]:
+    """Backup jobs of ``item`` that started between ``start`` and ``end``, newest first."""
     odata = build_job_filter(
-        status=BackupJobStatus.IN_PROGRESS,
+        status=status,
         operation="Backup",
         backup_management_type=item.backup_management_type
         if item.backup_management_type in BACKUP_MANAGEMENT_TYPES
         else None,
-        start_time=now - timedelta(days=7),
-        end_time=now + timedelta(minutes=5),
+        start_time=start,
+        end_time=end,
     )
     jobs = yield from list_pages(api, api.list_jobs(vault, odata), parse_job, None)
     matches = [job for job in jobs if job_matches_item(job, item)]
     matches.sort(key=lambda j: j.start_time or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
-    return matches[0] if matches else None
+    return matches
+
+
+def find_in_progress_backup(
+    api: BackupApi, vault: VaultRef, item: ProtectedItem, now: datetime
+) -> Flow[BackupJob | None]:
+    """Find *the* running backup job of ``item`` (to attach to instead of starting a second backup).
+
+    Two running candidates mean the match is ambiguous (jobs name their item only loosely): then None.
+    """
+    jobs = yield from find_item_backup_jobs(
+        api,
+        vault,
+        item,
+        start=now - timedelta(days=7),
+        end=now + timedelta(minutes=5),
+        status=BackupJobStatus.IN_PROGRESS,
+    )
+    if len(jobs) > 1:
+        log.warning(
+            "%d running backup jobs match %s (%s); not attaching to any of them.",
+            len(jobs),
+            item.protected_item_name,
+            ", ".join(j.job_id for j in jobs),
+        )
+        return None
+    return jobs[0] if jobs else None
 
 
 def job_matches_item(job: BackupJob, item: ProtectedItem) -> bool:
-    """Jobs name their item only by friendly name (and, for VMs, the container); match on both when present."""
+    """Jobs name their item only loosely: friendly name, management type, and container or storage account."""
     if not job.entity_friendly_name or not item.friendly_name:
         return False
     if job.entity_friendly_name.lower() != item.friendly_name.lower():
@@ -1404,10 +1455,61 @@ def job_matches_item(job: BackupJob, item: ProtectedItem) -> bool:
         and job.backup_management_type.lower() != item.backup_management_type.lower()
     ):
         return False
-    if job.container_name and item.container_name:
-        a, b = job.container_name.lower(), item.container_name.lower()
-        return a.endswith(b) or b.endswith(a)
+    container = (item.container_name or "").lower()
+    if job.container_name and container:
+        a = job.container_name.lower()
+        return a.endswith(container) or container.endswith(a)
+    if job.storage_account_name and container:
+        # File share containers are StorageContainer;Storage;{rg};{account}.
+        return container.rsplit(";", 1)[-1] == job.storage_account_name.lower()
     return True
+
+
+def job_not_visible(error: AzureBackupError) -> bool:
+    """A 404 about the job itself (it may appear in a moment), not about its vault, group or subscription."""
+    return isinstance(error, AzureBackupNotFoundError) and error.error_code not in CONTAINER_NOT_FOUND_CODES
+
+
+@dataclass(frozen=True)
+class JobWaitResult:
+    """How a wait for a job ended: the last job seen and whether it is terminal (else the deadline passed)."""
+
+    job: BackupJob | None
+    timed_out: bool
+
+
+def wait_for_job(
+    api: BackupApi,
+    vault: VaultRef,
+    job_id: str,
+    *,
+    poll_interval: float,
+    deadline: float,
+    not_found_grace: float = 600.0,
+    clock: Callable[[], float] = time.time,
+) -> Flow[JobWaitResult]:
+    """Poll a job until it is terminal or the (wall-clock) deadline passes.
+
+    A job that answers 404 right after its trigger is polled again for ``not_found_grace`` seconds; a 404 about the
+    vault, resource group or subscription fails at once.
+    """
+    first_poll = clock()
+    job: BackupJob | None = None
+    while True:
+        try:
+            job = yield from get_job(api, vault, job_id)
+        except AzureBackupNotFoundError as exc:
+            if not job_not_visible(exc) or clock() - first_poll > not_found_grace:
+                raise
+            log.warning("Job %s not found yet; polling again.", job_id)
+        else:
+            log.info("Job %s (%s): %s", job_id, job.entity_friendly_name, job.describe_progress())
+            if job.is_terminal:
+                return JobWaitResult(job, timed_out=False)
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return JobWaitResult(job, timed_out=True)
+        yield Sleep(min(max(poll_interval, MIN_POLL_INTERVAL), remaining))
 
 
 # --------------------------------------------------------------------------------------------------------------------

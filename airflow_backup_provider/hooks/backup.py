@@ -23,7 +23,7 @@ import requests
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_backup_provider import protocol
-from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupError, AzureBackupNotFoundError
+from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupError
 from airflow_backup_provider.protocol import (
     DEFAULT_API_VERSION,
     ApiResponse,
@@ -140,8 +140,7 @@ class AzureBackupHook(BaseHook):
         self.token_requests = 0  # how many times a token was fetched from the credential (observability, tests)
 
     # -- connection -------------------------------------------------------------------------------------------------
-    def _load_settings(self, conn: Any) -> ConnectionSettings:
-        extras = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    def _load_settings(self, conn: Any, extras: Any) -> ConnectionSettings:
         if not isinstance(extras, Mapping):
             raise AzureBackupConfigError("extra", "(not a JSON object)", "connection extras must be a JSON object")
         self._secret = conn.password or None
@@ -154,7 +153,8 @@ class AzureBackupHook(BaseHook):
     def settings(self) -> ConnectionSettings:
         """The validated connection settings (loaded on first use)."""
         if self._settings is None:
-            self._load_settings(self.get_connection(self.azure_backup_conn_id))
+            conn = self.get_connection(self.azure_backup_conn_id)
+            self._load_settings(conn, conn.extra_dejson)
         assert self._settings is not None
         return self._settings
 
@@ -203,6 +203,9 @@ class AzureBackupHook(BaseHook):
                 "client_id": s.client_id,
                 "client_secret": self._secret,
                 "authority": s.authority_host,
+                # Token requests get the same timeouts as ARM requests.
+                "connection_timeout": self.request_timeout[0],
+                "read_timeout": self.request_timeout[1],
             }
             if s.authority_is_custom:
                 # An emulator or private authority is unknown to Entra's instance discovery.
@@ -212,6 +215,8 @@ class AzureBackupHook(BaseHook):
             "managed_identity_client_id": s.managed_identity_client_id,
             "workload_identity_tenant_id": s.workload_identity_tenant_id,
             "authority": s.authority_host,
+            "connection_timeout": self.request_timeout[0],
+            "read_timeout": self.request_timeout[1],
         }
 
     # The azure-identity flavour this hook uses; the async twin flips it.
@@ -303,6 +308,8 @@ class AzureBackupHook(BaseHook):
             return TransportFailure("timeout", type(exc).__name__)
         except requests.exceptions.ConnectionError as exc:
             return TransportFailure(_classify_connection_error(exc), f"{type(exc).__name__}: {_root_cause(exc)}")
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            return TransportFailure("reset", f"{type(exc).__name__}: {_root_cause(exc)}")
         headers_out = {k.lower(): v for k, v in response.headers.items()}
         return self._log_response(request, ApiResponse(response.status_code, headers_out, response.content))
 
@@ -387,10 +394,21 @@ class AzureBackupHook(BaseHook):
         )
         return self.run(protocol.list_pages(self.api, self.api.list_jobs(vault, odata), protocol.parse_job, limit))
 
-    def cancel_job(self, job_id: str, *, resource_group_name: str | None = None, vault_name: str | None = None) -> None:
-        """Cancel a job and wait until the service has accepted the cancellation (the job then goes Cancelling)."""
+    def cancel_job(
+        self,
+        job_id: str,
+        *,
+        wait: bool = True,
+        resource_group_name: str | None = None,
+        vault_name: str | None = None,
+    ) -> None:
+        """Cancel a job (it then goes Cancelling → Cancelled).
+
+        :param wait: Follow the cancel operation until the service has processed it; ``False`` only sends the
+            request (for kill paths, which have seconds, not the operation's Retry-After).
+        """
         vault = self.vault_ref(resource_group_name, vault_name)
-        self.run(protocol.cancel_job(self.api, vault, job_id, self.wait_settings))
+        self.run(protocol.cancel_job(self.api, vault, job_id, self.wait_settings, follow=wait))
 
     def get_protected_item(
         self,
@@ -446,7 +464,7 @@ class AzureBackupHook(BaseHook):
                 if end_time
                 else datetime.now(timezone.utc) + timedelta(hours=1)
             )
-            start = protocol.coerce_datetime("start_time", start_time) if start_time else end.replace(year=end.year - 1)
+            start = protocol.coerce_datetime("start_time", start_time) if start_time else end - timedelta(days=365)
             odata = (
                 f"startDate eq '{protocol.format_filter_datetime(start)}' and "
                 f"endDate eq '{protocol.format_filter_datetime(end)}'"
@@ -496,6 +514,38 @@ class AzureBackupHook(BaseHook):
         vault = self.vault_ref(resource_group_name, vault_name)
         return self.run(protocol.find_in_progress_backup(self.api, vault, item, datetime.now(timezone.utc)))
 
+    def find_backup_jobs_since(
+        self,
+        container_name: str,
+        protected_item_name: str,
+        since: datetime,
+        *,
+        resource_group_name: str | None = None,
+        vault_name: str | None = None,
+    ) -> list[BackupJob]:
+        """Backup jobs of this item (any status) that started at or after ``since``, newest first."""
+        item = self.get_protected_item(
+            container_name, protected_item_name, resource_group_name=resource_group_name, vault_name=vault_name
+        )
+        vault = self.vault_ref(resource_group_name, vault_name)
+        end = datetime.now(timezone.utc) + timedelta(minutes=5)
+        jobs = self.run(protocol.find_item_backup_jobs(self.api, vault, item, start=since, end=end))
+        return [j for j in jobs if j.start_time is None or j.start_time >= since]
+
+    def get_operation_status(
+        self,
+        container_name: str,
+        protected_item_name: str,
+        operation_id: str,
+        *,
+        resource_group_name: str | None = None,
+        vault_name: str | None = None,
+    ) -> protocol.OperationStatus:
+        """Read a backup/restore operation's status once (``operationsStatus/{operationId}`` of the item)."""
+        item = self.item_ref(container_name, protected_item_name, resource_group_name, vault_name)
+        request = self.api.get_item_operation_status(item, protocol.require_name("operation_id", operation_id))
+        return self.run(protocol.call_parsed(request, self.retry_policy, protocol.parse_operation_status))
+
     def wait_for_job(
         self,
         job_id: str,
@@ -509,21 +559,14 @@ class AzureBackupHook(BaseHook):
 
         :raises AzureBackupTimeoutError: when ``timeout`` seconds pass first.
         """
-        deadline = time.time() + timeout
-        while True:
-            try:
-                job = self.get_job(job_id, resource_group_name=resource_group_name, vault_name=vault_name)
-            except AzureBackupNotFoundError:
-                # A fresh job can be invisible for a few polls; the deadline bounds the wait.
-                self.log.warning("Job %s not found yet; polling again.", job_id)
-                job = None
-            if job is not None:
-                self.log.info("Job %s: %s", job_id, job.describe_progress())
-                if job.is_terminal:
-                    return job
-            if time.time() + poll_interval > deadline:
-                raise protocol.AzureBackupTimeoutError(f"job {job_id} not finished after {timeout:g} s")
-            time.sleep(poll_interval)
+        vault = self.vault_ref(resource_group_name, vault_name)
+        flow = protocol.wait_for_job(
+            self.api, vault, job_id, poll_interval=poll_interval, deadline=time.time() + timeout
+        )
+        result = self.run(flow)
+        if result.timed_out or result.job is None:
+            raise protocol.AzureBackupTimeoutError(f"job {job_id} not finished after {timeout:g} s")
+        return result.job
 
     def test_connection(self) -> tuple[bool, str]:
         """Sign in and read the default vault (or only sign in when no vault is configured)."""
@@ -569,11 +612,15 @@ def hook_params_from_plain(plain: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _default_credential(kwargs: Mapping[str, Any], *, asynchronous: bool) -> Any:
-    """DefaultAzureCredential via the azure provider's helpers (public cloud) or with the cloud's authority."""
+    """``DefaultAzureCredential``: via the azure provider's helpers where they do what the connection says.
+
+    The helpers pass the identity ids only when *both* are set and know only the public cloud; a user-assigned
+    managed identity alone, or another cloud's authority, is passed to azure-identity directly.
+    """
     from airflow_backup_provider.protocol import CLOUDS
 
     mi, wi, authority = kwargs["managed_identity_client_id"], kwargs["workload_identity_tenant_id"], kwargs["authority"]
-    if authority == CLOUDS["AzureCloud"].authority_host:
+    if authority == CLOUDS["AzureCloud"].authority_host and bool(mi) == bool(wi):
         from airflow.providers.microsoft.azure.utils import (
             get_async_default_azure_credential,
             get_sync_default_azure_credential,
@@ -589,9 +636,15 @@ def _default_credential(kwargs: Mapping[str, Any], *, asynchronous: bool) -> Any
         from azure.identity import DefaultAzureCredential
 
         cls = DefaultAzureCredential
-    extra: dict[str, Any] = {"authority": authority}
-    if mi and wi:
-        extra.update(managed_identity_client_id=mi, workload_identity_tenant_id=wi, additionally_allowed_tenants=[wi])
+    extra: dict[str, Any] = {
+        "authority": authority,
+        "connection_timeout": kwargs["connection_timeout"],
+        "read_timeout": kwargs["read_timeout"],
+    }
+    if mi:
+        extra["managed_identity_client_id"] = mi
+    if wi:
+        extra.update(workload_identity_tenant_id=wi, additionally_allowed_tenants=[wi])
     return cls(**extra)
 
 
@@ -633,7 +686,7 @@ class AzureBackupAsyncHook(AzureBackupHook):
     async def load_settings(self) -> ConnectionSettings:
         if self._settings is None:
             conn = await _aget_connection(self.azure_backup_conn_id)
-            self._load_settings(conn)
+            self._load_settings(conn, await _aextras(conn))
         assert self._settings is not None
         return self._settings
 
@@ -687,7 +740,7 @@ class AzureBackupAsyncHook(AzureBackupHook):
             return TransportFailure("connect", f"{type(exc).__name__}: {exc}")
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             return TransportFailure("timeout", type(exc).__name__)
-        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+        except aiohttp.ClientError as exc:  # resets, disconnects, payload errors: no complete response
             return TransportFailure("reset", f"{type(exc).__name__}: {exc}")
         return self._log_response(request, ApiResponse(response.status, headers_out, body))
 
@@ -714,11 +767,32 @@ class AzureBackupAsyncHook(AzureBackupHook):
         return await self.arun(protocol.get_job(self.api, self.vault_ref(resource_group_name, vault_name), job_id))
 
     async def acancel_job(
-        self, job_id: str, *, resource_group_name: str | None = None, vault_name: str | None = None
+        self,
+        job_id: str,
+        *,
+        wait: bool = True,
+        resource_group_name: str | None = None,
+        vault_name: str | None = None,
     ) -> None:
         await self.load_settings()
         vault = self.vault_ref(resource_group_name, vault_name)
-        await self.arun(protocol.cancel_job(self.api, vault, job_id, self.wait_settings))
+        await self.arun(protocol.cancel_job(self.api, vault, job_id, self.wait_settings, follow=wait))
+
+    async def await_job(
+        self,
+        job_id: str,
+        *,
+        poll_interval: float,
+        deadline: float,
+        resource_group_name: str | None = None,
+        vault_name: str | None = None,
+    ) -> protocol.JobWaitResult:
+        """Poll a job until it is terminal or the Unix-time ``deadline`` passes (see ``protocol.wait_for_job``)."""
+        await self.load_settings()
+        vault = self.vault_ref(resource_group_name, vault_name)
+        return await self.arun(
+            protocol.wait_for_job(self.api, vault, job_id, poll_interval=poll_interval, deadline=deadline)
+        )
 
     async def atrigger_backup(
         self,
@@ -761,6 +835,16 @@ class AzureBackupAsyncHook(AzureBackupHook):
         if self._credential is not None and hasattr(self._credential, "close"):
             await self._credential.close()
         self._credential = None
+
+
+async def _aextras(conn: Any) -> Any:
+    """Connection extras without the sync ``extra_dejson`` (its secret masking must not run on the event loop)."""
+    if hasattr(conn, "aextra_dejson"):  # Airflow 3.3
+        return await conn.aextra_dejson()
+    try:
+        return json.loads(conn.extra or "{}")
+    except ValueError:
+        raise AzureBackupConfigError("extra", "(not JSON)", "connection extras must be a JSON object") from None
 
 
 async def _aget_connection(conn_id: str) -> Any:

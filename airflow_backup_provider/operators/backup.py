@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +12,10 @@ from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin,
 
 from airflow_backup_provider import protocol
 from airflow_backup_provider.exceptions import (
+    AzureBackupAcceptedError,
+    AzureBackupApiError,
     AzureBackupConfigError,
+    AzureBackupError,
     AzureBackupNotFoundError,
     AzureBackupOperationError,
     AzureBackupOperationInProgressError,
@@ -27,6 +30,18 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 JOB_ID_XCOM_KEY = "job_id"
+# How far before our POST a job of the item may have started and still be the one the POST created.
+CLOCK_SKEW = timedelta(minutes=2)
+JOB_LOOKUP_INTERVAL = 5.0
+
+
+def _stored_job(external_id: Any) -> tuple[str, bool]:
+    """The job id and ownership kept in the task state store (``{"job_id", "owned"}``)."""
+    if isinstance(external_id, Mapping):
+        return str(external_id["job_id"]), bool(external_id.get("owned"))
+    return str(external_id), False  # a bare id: ownership unknown, so never cancel it
+
+
 # The status reported to ResumableJobMixin for a stored job id Azure no longer knows: resubmit.
 _JOB_GONE = "NotFound"
 
@@ -72,6 +87,8 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
     :param wait_timeout: Seconds to wait for the job before failing (and cancelling when ``cancel_on_kill``).
     :param fail_on_warnings: Fail when the job ends ``CompletedWithWarnings``.
     :param hook_params: Extra keyword arguments for :class:`AzureBackupHook` (timeouts, retry policy).
+    :param job_lookup_grace: Seconds to look for the job of a POST whose outcome is unknown (reset, 5xx, lost
+        operation) before failing; such a job is attached to, never triggered again.
     """
 
     template_fields: Sequence[str] = (
@@ -108,9 +125,11 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         wait_timeout: float | timedelta = timedelta(days=7),
         fail_on_warnings: bool = False,
         hook_params: Mapping[str, Any] | None = None,
+        job_lookup_grace: float = 120.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.job_lookup_grace = job_lookup_grace
         self.container_name = container_name
         self.protected_item_name = protected_item_name
         self.vault_name = vault_name
@@ -123,8 +142,10 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
-        if poll_interval < 0:
-            raise AzureBackupConfigError("poll_interval", poll_interval, "must be >= 0 seconds")
+        if poll_interval < protocol.MIN_POLL_INTERVAL:
+            raise AzureBackupConfigError(
+                "poll_interval", poll_interval, f"must be at least {protocol.MIN_POLL_INTERVAL} seconds"
+            )
         self.poll_interval = poll_interval
         timeout = wait_timeout.total_seconds() if isinstance(wait_timeout, timedelta) else float(wait_timeout)
         if timeout <= 0:
@@ -144,7 +165,7 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         return self.execute_resumable(context)
 
     # -- ResumableJobMixin ------------------------------------------------------------------------------------------
-    def submit_job(self, context: Context) -> str:
+    def submit_job(self, context: Context) -> dict[str, Any]:
         body = self.hook.build_backup_request(
             self.container_name,
             backup_request=self.backup_request,
@@ -153,6 +174,7 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
             retain_until=self.retain_until,
         )
         self.log.info("Triggering %s backup of %s", body["properties"]["objectType"], self.protected_item_name)
+        posted_at = datetime.now(timezone.utc)
         try:
             triggered = self.hook.trigger_backup(
                 self.container_name,
@@ -162,26 +184,33 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
                 vault_name=self.vault_name,
             )
         except AzureBackupOperationInProgressError as exc:
-            return self._attach_to_running_backup(context, exc, reason="a backup of this item is already running")
+            return self._attach_to_running_backup(context, exc)
         except AzureBackupOperationError as exc:
             if exc.error_code in protocol.OPERATION_IN_PROGRESS_CODES:
-                return self._attach_to_running_backup(context, exc, reason="a backup of this item is already running")
+                return self._attach_to_running_backup(context, exc)
             raise
+        except AzureBackupAcceptedError as exc:
+            return self._recover_accepted_backup(context, exc, posted_at)
         except AzureBackupTransportError as exc:
             if not exc.may_have_acted:
                 raise
-            return self._attach_to_running_backup(context, exc, reason="the service may have started the backup")
+            return self._find_backup_started_since(context, exc, posted_at)
+        except AzureBackupApiError as exc:
+            if exc.http_status < 500 and exc.http_status != 408:
+                raise
+            # A 5xx or 408 on a POST does not say whether the backup started.
+            return self._find_backup_started_since(context, exc, posted_at)
         self.log.info(
             "Backup of %s started: job %s (operation %s)",
             self.protected_item_name,
             triggered.job_id,
             triggered.operation_id,
         )
-        self._remember_job(context, triggered.job_id, owned=True)
-        return triggered.job_id
+        return self._remember_job(context, triggered.job_id, owned=True)
 
-    def _attach_to_running_backup(self, context: Context, cause: Exception, *, reason: str) -> str:
-        self.log.warning("%s (%s); looking for the running job to attach to.", reason.capitalize(), cause)
+    def _attach_to_running_backup(self, context: Context, cause: Exception) -> dict[str, Any]:
+        """Azure refused a second backup: wait on the running one instead (started by someone else, so not ours)."""
+        self.log.warning("A backup of this item is already running (%s); attaching to it.", cause)
         job = self.hook.find_in_progress_backup(
             self.container_name,
             self.protected_item_name,
@@ -190,40 +219,88 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         )
         if job is None:
             raise cause
-        self.log.info(
-            "Attaching to running backup job %s of %s (started %s)",
-            job.job_id,
-            self.protected_item_name,
-            job.start_time,
-        )
-        self._remember_job(context, job.job_id, owned=False)
-        return job.job_id
+        self.log.info("Attaching to running backup job %s (started %s)", job.job_id, job.start_time)
+        return self._remember_job(context, job.job_id, owned=False)
 
-    def _remember_job(self, context: Context, job_id: str, *, owned: bool) -> None:
+    def _recover_accepted_backup(
+        self, context: Context, accepted: AzureBackupAcceptedError, posted_at: datetime
+    ) -> dict[str, Any]:
+        """Azure accepted our POST but we lost track of its operation: read it once more, else find the job."""
+        self.log.warning("%s", accepted)
+        try:
+            status = self.hook.get_operation_status(
+                self.container_name,
+                self.protected_item_name,
+                accepted.operation_id,
+                resource_group_name=self.resource_group_name,
+                vault_name=self.vault_name,
+            )
+        except AzureBackupError as exc:
+            self.log.warning("Operation %s still unreadable: %s", accepted.operation_id, exc)
+        else:
+            if status.job_id:
+                self.log.info("Operation %s started backup job %s", accepted.operation_id, status.job_id)
+                return self._remember_job(context, status.job_id, owned=True)
+        return self._find_backup_started_since(context, accepted, posted_at)
+
+    def _find_backup_started_since(self, context: Context, cause: Exception, posted_at: datetime) -> dict[str, Any]:
+        """The POST may have started a backup: look for a job of this item that started after it, for a while."""
+        since = posted_at - CLOCK_SKEW
+        deadline = time.time() + self.job_lookup_grace
+        self.log.warning("The backup request may have been acted on (%s); looking for its job.", cause)
+        while True:
+            jobs = self.hook.find_backup_jobs_since(
+                self.container_name,
+                self.protected_item_name,
+                since,
+                resource_group_name=self.resource_group_name,
+                vault_name=self.vault_name,
+            )
+            if len(jobs) == 1:
+                self.log.info("Found backup job %s, started by our request at %s", jobs[0].job_id, posted_at)
+                return self._remember_job(context, jobs[0].job_id, owned=True)
+            if len(jobs) > 1:
+                ids = ", ".join(f"{j.job_id} ({j.status})" for j in jobs)
+                raise AzureBackupError(
+                    f"Several backup jobs of {self.protected_item_name} started since {since.isoformat()}: {ids}; "
+                    f"not guessing which one this task started. First error: {cause}"
+                )
+            if time.time() >= deadline:
+                self.log.warning("No backup job of %s started since %s.", self.protected_item_name, since)
+                raise cause
+            time.sleep(min(JOB_LOOKUP_INTERVAL, max(0.0, deadline - time.time())))
+
+    def _remember_job(self, context: Context, job_id: str, *, owned: bool) -> dict[str, Any]:
+        """Make the job id known at once (XCom, log) and return what the task state store keeps across tries."""
         self.job_id = job_id
         self.owns_job = owned
         push_job_xcom(self.hook, context, job_id, self.hook.vault_ref(self.resource_group_name, self.vault_name))
+        return {"job_id": job_id, "owned": owned}
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
+        job_id, _ = _stored_job(external_id)
         try:
             return self.hook.get_job(
-                str(external_id), resource_group_name=self.resource_group_name, vault_name=self.vault_name
+                job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name
             ).status
         except AzureBackupNotFoundError:
             return _JOB_GONE
 
     def is_job_active(self, status: str) -> bool:
-        return status in BackupJobStatus.NON_TERMINAL_STATUSES
+        # An unknown status is still running (the protocol's rule), not a reason to start another backup.
+        return status != _JOB_GONE and not BackupJobStatus.is_terminal(status)
 
     def is_job_succeeded(self, status: str) -> bool:
+        if self.wait_for_completion and self.fail_on_warnings:
+            return status == BackupJobStatus.COMPLETED
         return status in BackupJobStatus.SUCCESS_STATUSES
 
     # ResumableJobMixin returns this method's value on its reconnect path, so it returns the job id.
     def poll_until_complete(self, external_id: Any, context: Context) -> str:  # type: ignore[override]
-        job_id = str(external_id)
+        job_id, owned = _stored_job(external_id)
         if self.job_id != job_id:  # reconnecting to the id stored by an earlier try of this task
             self.log.info("Reconnected to backup job %s from an earlier try", job_id)
-            self._remember_job(context, job_id, owned=True)
+            self._remember_job(context, job_id, owned=owned)
         if not self.wait_for_completion:
             return job_id
         if self.deferrable:
@@ -235,8 +312,9 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
                     poll_interval=self.poll_interval,
                     resource_group_name=self.resource_group_name,
                     vault_name=self.vault_name,
-                    cancel_on_timeout=self.cancel_on_kill,
-                    cancel_on_kill=self.cancel_on_kill,
+                    # Never cancel a job this task only attached to.
+                    cancel_on_timeout=self.cancel_on_kill and self.owns_job,
+                    cancel_on_kill=self.cancel_on_kill and self.owns_job,
                     hook_params=self.hook_params,
                 ),
                 method_name="execute_complete",
@@ -259,9 +337,10 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         return job_id
 
     def get_job_result(self, external_id: Any, context: Context) -> str:
-        if self.job_id != str(external_id):
-            self._remember_job(context, str(external_id), owned=True)
-        return str(external_id)
+        job_id, owned = _stored_job(external_id)
+        if self.job_id != job_id:
+            self._remember_job(context, job_id, owned=owned)
+        return job_id
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume after the trigger: validate the event, fail on failure, return the job id."""
@@ -271,7 +350,10 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
 
     def _cancel_quietly(self, job_id: str, reason: str) -> None:
         try:
-            self.hook.cancel_job(job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name)
+            # Only send the request: a killed task has seconds, the cancel operation's Retry-After is a minute.
+            self.hook.cancel_job(
+                job_id, wait=False, resource_group_name=self.resource_group_name, vault_name=self.vault_name
+            )
             self.log.info("Cancellation of backup job %s requested (%s).", job_id, reason)
         except Exception as exc:  # best effort; never mask the task's own outcome
             self.log.warning("Could not cancel backup job %s (%s): %s", job_id, reason, exc)

@@ -8,7 +8,13 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
+from airflow.providers.common.compat.sdk import (
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
 
 from airflow_backup_provider import protocol
 from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupNotFoundError
@@ -87,7 +93,9 @@ class BackupJobSensor(BaseSensorOperator):
         job_id = self._checked_job_id()
         try:
             job = self.hook.get_job(job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name)
-        except AzureBackupNotFoundError:
+        except AzureBackupNotFoundError as exc:
+            if not protocol.job_not_visible(exc):
+                raise  # the vault, resource group or subscription is wrong: waiting will not help
             # Right after a trigger the job may not be visible yet; the sensor timeout bounds this.
             self.log.warning("Backup job %s not found (yet); will poke again.", job_id)
             return False
@@ -105,6 +113,11 @@ class BackupJobSensor(BaseSensorOperator):
             return super().execute(context)
         except AirflowSensorTimeout:
             if self.cancel_on_timeout:
+                self._cancel_quietly("sensor timed out")
+            raise
+        except AirflowSkipException as exc:
+            # With soft_fail the base class turns a timeout into a skip ("Sensor has timed out; ...").
+            if self.cancel_on_timeout and "timed out" in str(exc):
                 self._cancel_quietly("sensor timed out")
             raise
 
@@ -144,7 +157,9 @@ class BackupJobSensor(BaseSensorOperator):
     def _cancel_quietly(self, reason: str) -> None:
         try:
             job_id = self._checked_job_id()
-            self.hook.cancel_job(job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name)
+            self.hook.cancel_job(
+                job_id, wait=False, resource_group_name=self.resource_group_name, vault_name=self.vault_name
+            )
             self.log.info("Cancellation of backup job %s requested (%s).", job_id, reason)
         except Exception as exc:  # best effort
             self.log.warning("Could not cancel backup job %s (%s): %s", self.job_id, reason, exc)

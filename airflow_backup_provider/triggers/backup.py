@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_backup_provider.exceptions import AzureBackupError, AzureBackupNotFoundError
+from airflow_backup_provider.exceptions import AzureBackupError
 from airflow_backup_provider.hooks.backup import AzureBackupAsyncHook, hook_params_from_plain, plain_hook_params
 from airflow_backup_provider.protocol import build_job_event, describe_job_failure, job_event_status
 
@@ -83,33 +81,28 @@ class BackupJobTrigger(BaseTrigger):
     async def _wait_for_job(self) -> dict[str, Any]:
         try:
             async with self._hook() as hook:
-                while True:
-                    try:
-                        job = await hook.aget_job(
-                            self.job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name
-                        )
-                    except AzureBackupNotFoundError:
-                        # A fresh job can be invisible for a few polls; the deadline bounds the wait.
-                        self.log.warning("Job %s not found yet; polling again.", self.job_id)
-                        job = None
-                    if job is not None:
-                        self.log.info("Job %s: %s", self.job_id, job.describe_progress())
-                        status = job_event_status(job)
-                        if status is not None:
-                            message = describe_job_failure(job) if status == "failed" else f"Job {job.status}"
-                            return build_job_event(status, self.job_id, message, job)
-                    remaining = self.end_time - time.time()
-                    if remaining <= 0:
-                        if self.cancel_on_timeout:
-                            await self._cancel(hook, "deadline passed")
-                        state = job.status if job else "not visible"
-                        return build_job_event(
-                            "timeout", self.job_id, f"Job {self.job_id} still {state} at the deadline", job
-                        )
-                    await asyncio.sleep(min(self.poll_interval, remaining))
+                result = await hook.await_job(
+                    self.job_id,
+                    poll_interval=self.poll_interval,
+                    deadline=self.end_time,
+                    resource_group_name=self.resource_group_name,
+                    vault_name=self.vault_name,
+                )
+                job = result.job
+                if result.timed_out or job is None:
+                    if self.cancel_on_timeout:
+                        await self._cancel(hook, "deadline passed")
+                    state = job.status if job else "not visible"
+                    return build_job_event(
+                        "timeout", self.job_id, f"Job {self.job_id} still {state} at the deadline", job
+                    )
         except AzureBackupError as exc:
             # The hook already retried what is retriable; a transient failure never cancels the job.
             return build_job_event("error", self.job_id, f"{type(exc).__name__}: {exc}")
+        status = job_event_status(job)
+        assert status is not None  # a terminal job always maps to an event
+        message = describe_job_failure(job) if status == "failed" else f"Job {job.status}"
+        return build_job_event(status, self.job_id, message, job)
 
     async def _cancel(self, hook: AzureBackupAsyncHook, reason: str) -> None:
         try:

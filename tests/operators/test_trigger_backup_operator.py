@@ -34,7 +34,7 @@ def make_op(item: Any = VM_ITEM, **kwargs: Any) -> TriggerBackupOperator:
         protected_item_name=item.protected_item_name,
         hook_params=HOOK_PARAMS,
         poll_interval=0.2,
-        **kwargs,
+        **{"job_lookup_grace": 1.0, **kwargs},
     )
 
 
@@ -110,8 +110,9 @@ def test_bad_input_names_field_and_value_before_any_post(
 
 
 def test_constructor_rejects_bad_numbers() -> None:
-    with pytest.raises(AzureBackupConfigError, match="poll_interval"):
-        TriggerBackupOperator(task_id="t", container_name="c", protected_item_name="i", poll_interval=-1)
+    for bad in (-1, 0):
+        with pytest.raises(AzureBackupConfigError, match="poll_interval"):
+            TriggerBackupOperator(task_id="t", container_name="c", protected_item_name="i", poll_interval=bad)
     with pytest.raises(AzureBackupConfigError, match="wait_timeout"):
         TriggerBackupOperator(task_id="t", container_name="c", protected_item_name="i", wait_timeout=0)
 
@@ -138,6 +139,35 @@ def test_retry_while_backup_runs_attaches_instead_of_second_backup(emulator: Emu
     assert not retried.owns_job
 
 
+def test_accepted_post_whose_operation_is_lost_still_yields_the_job(emulator: Emulator) -> None:
+    # Azure accepts the POST, but the operation URL points at another host: the token is not sent there, and
+    # the operator reads the operation on the ARM host instead. One POST, one job, owned by the task.
+    emulator.add_fault(Fault(kind="foreign_async_host"))
+    ti = RecordingTI()
+    op = make_op()
+    job_id = op.execute({"ti": ti})
+    assert ti.xcom["job_id"] == job_id == backup_jobs(emulator)[0].job_id
+    assert len(posts(emulator)) == 1 and op.owns_job
+    assert not [r for r in emulator.requests if r.host.startswith("localhost")]
+
+
+def test_accepted_post_with_unreadable_operation_finds_the_job(emulator: Emulator) -> None:
+    emulator.add_fault(Fault(kind="foreign_async_host"))
+    emulator.add_fault(Fault(kind="throttle", method="GET", path_regex="operationsStatus", count=20, retry_after=0))
+    ti = RecordingTI()
+    job_id = make_op().execute({"ti": ti})
+    assert ti.xcom["job_id"] == job_id == backup_jobs(emulator)[0].job_id
+    assert len(posts(emulator)) == 1
+
+
+def test_post_answered_503_is_not_retried_and_looks_for_a_job(emulator: Emulator) -> None:
+    emulator.add_fault(Fault(kind="unavailable", method="POST", retry_after=0))
+    with pytest.raises(Exception, match="HTTP 503"):
+        make_op().execute({"ti": RecordingTI()})
+    assert len(posts(emulator)) == 1
+    assert any("/backupJobs" in r.path and "$filter" in r.query for r in emulator.requests)
+
+
 def test_uncertain_post_looks_for_a_running_job_before_failing(emulator: Emulator) -> None:
     emulator.add_fault(Fault(kind="reset", method="POST"))
     with pytest.raises(AzureBackupTransportError, match="may have acted"):
@@ -151,7 +181,7 @@ class TestDurableRetries:
     def test_retry_reconnects_to_stored_running_job(self, emulator: Emulator) -> None:
         store = DictTaskStateStore()
         first = make_op().execute({"ti": RecordingTI(), "task_state_store": store})
-        assert store.data == {"azure_backup_job_id": first}
+        assert store.data == {"azure_backup_job_id": {"job_id": first, "owned": True}}
         ti = RecordingTI(try_number=2)
         op = make_op()
         assert op.execute({"ti": ti, "task_state_store": store}) == first
@@ -164,6 +194,37 @@ class TestDurableRetries:
         assert make_op().execute({"ti": RecordingTI(), "task_state_store": store}) == first
         assert len(posts(emulator)) == 1
 
+    def test_warnings_with_fail_on_warnings_are_not_success_on_retry(self, emulator: Emulator) -> None:
+        emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="CompletedWithWarnings", duration_seconds=60)
+        store = DictTaskStateStore()
+        with pytest.raises(AzureBackupJobFailedError, match="CompletedWithWarnings"):
+            make_op(wait_for_completion=True, fail_on_warnings=True).execute(
+                {"ti": RecordingTI(), "task_state_store": store}
+            )
+        emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=60)
+        retried = make_op(wait_for_completion=True, fail_on_warnings=True)
+        second = retried.execute({"ti": RecordingTI(), "task_state_store": store})
+        assert len(posts(emulator)) == 2  # a fresh backup, not the one with warnings
+        assert emulator.job(second).status == "Completed"
+
+    def test_attached_job_stays_not_owned_across_retries(self, emulator: Emulator) -> None:
+        make_op().execute({"ti": RecordingTI()})  # someone else's running backup
+        store = DictTaskStateStore()
+        make_op().execute({"ti": RecordingTI(), "task_state_store": store})
+        assert store.data["azure_backup_job_id"]["owned"] is False
+        retried = make_op(wait_for_completion=True, deferrable=True)
+        with pytest.raises(TaskDeferred) as info:
+            retried.execute({"ti": RecordingTI(), "task_state_store": store})
+        assert not retried.owns_job
+        assert not info.value.trigger.cancel_on_kill and not info.value.trigger.cancel_on_timeout
+        retried.on_kill()
+        assert not any(r.path.endswith("/cancel") for r in emulator.requests)
+
+    def test_unknown_status_counts_as_running(self) -> None:
+        op = make_op()
+        assert op.is_job_active("Queued") and op.is_job_active("InProgress")
+        assert not op.is_job_active("Completed") and not op.is_job_active("NotFound")
+
     def test_retry_after_failed_job_starts_a_fresh_backup(self, emulator: Emulator) -> None:
         emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Failed", duration_seconds=60)
         store = DictTaskStateStore()
@@ -171,7 +232,7 @@ class TestDurableRetries:
             make_op(wait_for_completion=True).execute({"ti": RecordingTI(), "task_state_store": store})
         emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=60)
         second = make_op().execute({"ti": RecordingTI(), "task_state_store": store})
-        assert store.data["azure_backup_job_id"] == second
+        assert store.data["azure_backup_job_id"] == {"job_id": second, "owned": True}
         assert len(posts(emulator)) == 2
 
 

@@ -144,6 +144,29 @@ def test_poke_mode_timeout_cancels_when_asked(emulator: Emulator) -> None:
     assert any(r.path.endswith(f"/backupJobs/{job_id}/cancel") for r in emulator.requests)
 
 
+def test_soft_fail_timeout_still_cancels_when_asked(emulator: Emulator) -> None:
+    from airflow.providers.common.compat.sdk import AirflowSkipException
+
+    job_id = start_backup(emulator, duration=10**6)
+    s = sensor(job_id, mode="poke", poke_interval=0.2, timeout=0.5, cancel_on_timeout=True, soft_fail=True)
+
+    class TI(RecordingTI):
+        def get_first_reschedule_date(self, context: Any) -> None:
+            return None
+
+    with pytest.raises(AirflowSkipException, match="timed out"):
+        s.execute({"ti": TI(), "task_reschedule_count": 0})
+    assert any(r.path.endswith(f"/backupJobs/{job_id}/cancel") for r in emulator.requests)
+
+
+def test_wrong_vault_fails_at_once_instead_of_waiting(emulator: Emulator) -> None:
+    from airflow_backup_provider.exceptions import AzureBackupNotFoundError
+
+    job_id = start_backup(emulator)
+    with pytest.raises(AzureBackupNotFoundError, match="ResourceNotFound"):
+        sensor(job_id, vault_name="no-such-vault").poke({"ti": RecordingTI()})
+
+
 class TestDeferrable:
     def test_finished_job_returns_without_deferring(self, emulator: Emulator) -> None:
         job_id = start_backup(emulator)

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 import pytest
 
 from airflow_backup_provider.exceptions import (
+    AzureBackupAcceptedError,
     AzureBackupApiError,
     AzureBackupAuthError,
     AzureBackupConfigError,
@@ -91,6 +92,7 @@ from airflow_backup_provider.protocol import (
     resolve_job_event,
     trigger_and_follow,
     validate_job_event,
+    wait_for_job,
     wait_for_location,
 )
 
@@ -803,10 +805,11 @@ def test_unknown_job_status_is_non_terminal_with_warning(status: str, caplog: py
     assert any(repr(status) in m for m in warnings_of(caplog))
 
 
-def test_missing_job_status_reads_as_invalid() -> None:
+def test_missing_job_status_is_unknown_and_still_running(caplog: pytest.LogCaptureFixture) -> None:
     job = parse_job({"name": JOB_ID, "properties": {}})
-    assert job.status == "Invalid"
-    assert job_event_status(job) == "failed"
+    assert job.status == "Unknown"
+    assert job_event_status(job) is None
+    assert "Unknown Azure Backup job status" in caplog.text
 
 
 def test_job_id_falls_back_to_last_segment_of_id() -> None:
@@ -2066,8 +2069,12 @@ def test_foreign_operation_url_is_never_contacted(
     response: ApiResponse, source: str, clock: FakeClock, wait: WaitSettings
 ) -> None:
     driver = Driver(response, clock=clock)
-    with pytest.raises(AzureBackupForeignHostError, match=rf"Refusing to follow {source} on host 'evil\.example\.com'"):
+    # Azure accepted the POST, so the failure says so (the caller must look for the job, not trigger again).
+    with pytest.raises(
+        AzureBackupAcceptedError, match=rf"Refusing to follow {source} on host 'evil\.example\.com'"
+    ) as e:
         driver.run(trigger_and_follow(API, POST_BACKUP, ITEM, wait))
+    assert isinstance(e.value.cause, AzureBackupForeignHostError)
     assert driver.steps == ["POST"]
     assert all("evil" not in url for url in driver.urls)
 
@@ -2082,16 +2089,18 @@ def test_202_without_headers_raises(clock: FakeClock, wait: WaitSettings) -> Non
 def test_operation_poll_with_non_status_body_raises(clock: FakeClock, wait: WaitSettings) -> None:
     driver = Driver(accepted(), resp(200, {"unexpected": True}), clock=clock)
     with pytest.raises(
-        AzureBackupApiError, match=r"HTTP 200 \(no code\): unexpected response body: not an operation status"
-    ):
+        AzureBackupAcceptedError, match=r"HTTP 200 \(no code\): unexpected response body: not an operation status"
+    ) as info:
         driver.run(trigger_and_follow(API, POST_BACKUP, ITEM, wait))
+    assert info.value.operation_id == OP_ID and isinstance(info.value.cause, AzureBackupApiError)
 
 
 def test_operation_timeout(clock: FakeClock) -> None:
     wait = WaitSettings(poll_interval=5.0, timeout=12.0, clock=clock)
     driver = Driver(accepted(retry_after=None), *[resp(200, op_status("InProgress"))] * 3, clock=clock)
-    with pytest.raises(AzureBackupTimeoutError, match=rf"operation {OP_ID} still InProgress after 12 s"):
+    with pytest.raises(AzureBackupAcceptedError, match=rf"operation {OP_ID} still InProgress after 12 s") as info:
         driver.run(trigger_and_follow(API, POST_BACKUP, ITEM, wait))
+    assert isinstance(info.value.cause, AzureBackupTimeoutError)
     assert driver.steps == ["POST", "sleep:5", "GET", "sleep:5", "GET", "sleep:5", "GET"]
 
 
@@ -2211,13 +2220,22 @@ def running(friendly: str, start: str | None, **props: Any) -> dict[str, Any]:
     return job_body("InProgress", **extra, **props) | {"name": f"job-{friendly}-{start}"}
 
 
-def test_find_in_progress_backup_returns_latest_match() -> None:
+def test_find_in_progress_backup_refuses_an_ambiguous_match(caplog: pytest.LogCaptureFixture) -> None:
     page = {
         "value": [
             running("iaasvm-1", "2024-05-01T10:00:00Z", containerName="iaasvmcontainer;iaasvm-rg;iaasvm-1"),
+            running("IAASVM-1", "2024-05-01T11:00:00Z"),
+        ]
+    }
+    assert Driver(resp(200, page)).run(find_in_progress_backup(API, VAULT, CLASSIC_ITEM, NOW_FIND)) is None
+    assert "2 running backup jobs match" in caplog.text
+
+
+def test_find_in_progress_backup_returns_the_single_match() -> None:
+    page = {
+        "value": [
             running("other-vm", "2024-05-01T11:30:00Z"),
             running("IAASVM-1", "2024-05-01T11:00:00Z"),
-            running("iaasvm-1", None),
             running("iaasvm-1", "2024-05-01T11:45:00Z", containerName="iaasvmcontainer;other-rg;iaasvm-1"),
         ]
     }
@@ -2475,3 +2493,56 @@ def test_resolve_job_event_without_message(status: str) -> None:
         (AzureBackupJobFailedError, AzureBackupTimeoutError, AzureBackupTriggerEventError), match=JOB_ID
     ):
         resolve_job_event({"status": status, "job_id": JOB_ID}, job_id=JOB_ID)
+
+
+# -- wait_for_job (the one job-wait loop of the sync hook and the trigger) -----------------------------------------
+
+
+def _not_found(code: str) -> ApiResponse:
+    return resp(404, {"error": {"code": code, "message": "not found"}})
+
+
+def test_wait_for_job_polls_until_terminal(clock: FakeClock) -> None:
+    driver = Driver(resp(200, job_body("InProgress")), resp(200, job_body("Completed")), clock=clock)
+    flow = wait_for_job(API, VAULT, JOB_ID, poll_interval=30, deadline=clock.now + 3600, clock=clock)
+    result = driver.run(flow)
+    assert not result.timed_out and result.job is not None and result.job.status == "Completed"
+    assert driver.steps == ["GET", "sleep:30", "GET"]
+
+
+def test_wait_for_job_deadline_caps_the_last_sleep(clock: FakeClock) -> None:
+    driver = Driver(*[resp(200, job_body("InProgress"))] * 3, clock=clock)
+    result = driver.run(wait_for_job(API, VAULT, JOB_ID, poll_interval=30, deadline=clock.now + 45, clock=clock))
+    assert result.timed_out and result.job is not None and result.job.status == "InProgress"
+    # The last sleep ends exactly at the deadline, and the job is read once more there.
+    assert driver.steps == ["GET", "sleep:30", "GET", "sleep:15", "GET"]
+
+
+def test_wait_for_job_waits_out_a_job_404_within_the_grace(clock: FakeClock) -> None:
+    driver = Driver(_not_found("BMSUserErrorJobNotFound"), resp(200, job_body("Completed")), clock=clock)
+    flow = wait_for_job(API, VAULT, JOB_ID, poll_interval=10, deadline=clock.now + 3600, clock=clock)
+    assert driver.run(flow).job is not None
+
+
+def test_wait_for_job_404_past_the_grace_raises(clock: FakeClock) -> None:
+    driver = Driver(*[_not_found("BMSUserErrorJobNotFound")] * 5, clock=clock)
+    flow = wait_for_job(
+        API, VAULT, JOB_ID, poll_interval=10, deadline=clock.now + 3600, not_found_grace=25, clock=clock
+    )
+    with pytest.raises(AzureBackupNotFoundError, match="BMSUserErrorJobNotFound"):
+        driver.run(flow)
+    assert driver.steps.count("GET") == 4
+
+
+@pytest.mark.parametrize("code", ["ResourceNotFound", "ResourceGroupNotFound", "SubscriptionNotFound"])
+def test_wait_for_job_container_404_fails_at_once(clock: FakeClock, code: str) -> None:
+    driver = Driver(_not_found(code), clock=clock)
+    with pytest.raises(AzureBackupNotFoundError, match=code):
+        driver.run(wait_for_job(API, VAULT, JOB_ID, poll_interval=10, deadline=clock.now + 3600, clock=clock))
+    assert driver.steps == ["GET"]
+
+
+def test_cancel_without_follow_sends_only_the_post() -> None:
+    driver = Driver(resp(202, None, example_headers("TriggerCancelJob.json")))
+    driver.run(cancel_job(API, VAULT, JOB_ID, WaitSettings(), follow=False))
+    assert driver.steps == ["POST"]
