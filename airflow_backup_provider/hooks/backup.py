@@ -19,8 +19,15 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
+# aiohttp and azure.identity.aio are imported with the module, not on first use: an import inside a trigger would
+# block the triggerer's event loop.
+import aiohttp
 import requests
 from airflow.providers.common.compat.sdk import BaseHook
+from azure.identity import ClientSecretCredential, DefaultAzureCredential
+from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCredential
+from azure.identity.aio import DefaultAzureCredential as AsyncDefaultAzureCredential
+from yarl import URL
 
 from airflow_backup_provider import protocol
 from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupError
@@ -46,7 +53,6 @@ from airflow_backup_provider.protocol import (
 )
 
 if TYPE_CHECKING:
-    import aiohttp
     from azure.core.credentials import AccessToken
 
 T = TypeVar("T")
@@ -227,14 +233,8 @@ class AzureBackupHook(BaseHook):
         if self._credential is None:
             kind, kwargs = self._credential_kwargs()
             if kind == "ClientSecretCredential":
-                if self._asynchronous:
-                    from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCredential
-
-                    self._credential = AsyncClientSecretCredential(**kwargs)
-                else:
-                    from azure.identity import ClientSecretCredential
-
-                    self._credential = ClientSecretCredential(**kwargs)
+                cls = AsyncClientSecretCredential if self._asynchronous else ClientSecretCredential
+                self._credential = cls(**kwargs)
             else:
                 self._credential = _default_credential(kwargs, asynchronous=self._asynchronous)
         return self._credential
@@ -628,14 +628,7 @@ def _default_credential(kwargs: Mapping[str, Any], *, asynchronous: bool) -> Any
 
         helper = get_async_default_azure_credential if asynchronous else get_sync_default_azure_credential
         return helper(managed_identity_client_id=mi, workload_identity_tenant_id=wi)
-    if asynchronous:
-        from azure.identity.aio import DefaultAzureCredential as AsyncDefaultAzureCredential
-
-        cls: Any = AsyncDefaultAzureCredential
-    else:
-        from azure.identity import DefaultAzureCredential
-
-        cls = DefaultAzureCredential
+    cls: Any = AsyncDefaultAzureCredential if asynchronous else DefaultAzureCredential
     extra: dict[str, Any] = {
         "authority": authority,
         "connection_timeout": kwargs["connection_timeout"],
@@ -703,8 +696,6 @@ class AzureBackupAsyncHook(AzureBackupHook):
         return self._token.token
 
     def _client_session(self) -> aiohttp.ClientSession:
-        import aiohttp
-
         if self._client is None or self._client.closed:
             connect, read = self.request_timeout
             timeout = aiohttp.ClientTimeout(total=connect + read, sock_connect=connect, sock_read=read)
@@ -718,9 +709,6 @@ class AzureBackupAsyncHook(AzureBackupHook):
         return self._client
 
     async def _asend(self, action: Send) -> ApiResponse | TransportFailure:
-        import aiohttp
-        from yarl import URL
-
         request = action.request
         headers = self._request_headers(request, await self.aget_token(refresh=action.refresh_token))
         try:

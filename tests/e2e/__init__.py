@@ -1,0 +1,1 @@
+"""End-to-end tests against a real Airflow 3 stack (api-server, scheduler, dag-processor, triggerer)."""
