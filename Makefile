@@ -50,7 +50,7 @@ test-af3: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-af2: venv-af2
-	$(PY_AF2) -m pytest -m "not airflow3_only" $(PYTEST_ARGS)
+	$(PY_AF2) -m pytest -m "not airflow3_only" --ignore=tests/emulator $(PYTEST_ARGS)
 
 e2e: venv
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
