@@ -60,6 +60,22 @@ def assert_success(dag_run: Any, tis: dict[str, Any], emulator: Emulator, status
     assert verification["recovery_points_since_start"] >= 1
     message = xcom(tis["notify"])
     assert job_id in message and status in message and verification["recovery_point_id"] in message
+    assert_job_link(tis["trigger_backup"], job_id)
+
+
+def assert_job_link(ti: Any, job_id: str) -> None:
+    """The "Azure Backup job" extra link resolves to the job's portal URL."""
+    import importlib.metadata
+
+    from airflow_backup_provider.links.backup import AzureBackupJobLink
+
+    url = xcom(ti, "job_url")
+    assert url.startswith("https://portal.azure.com/#@") and url.endswith(f"/backupJobs/{job_id}/overview")
+    if importlib.metadata.version("apache-airflow") >= "3":
+        # Airflow 3 evaluates get_link() on the worker at task end and stores the result for the UI.
+        assert xcom(ti, "_link_AzureBackupJobLink") == url
+    else:
+        assert AzureBackupJobLink().get_link(ti.task, ti_key=ti.key) == url
 
 
 @pytest.mark.usefixtures("airflow_db")
