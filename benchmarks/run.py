@@ -28,13 +28,19 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-backup-bench-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from airflow_backup_provider import protocol  # noqa: E402
 from airflow_backup_provider.emulator import VM_ITEM, Emulator, EmulatorConfig  # noqa: E402
+
+# aiohttp reads SSL_CERT_FILE when it is imported, so the emulator (and its CA) must exist before the hooks load.
+_TMP = tempfile.TemporaryDirectory()
+EMULATOR = Emulator(EmulatorConfig(time_scale=300.0), ca_file=f"{_TMP.name}/ca.pem").start()
+os.environ.update(EMULATOR.client_env())
+
+from airflow_backup_provider import protocol  # noqa: E402
 from airflow_backup_provider.hooks.backup import AzureBackupAsyncHook, AzureBackupHook  # noqa: E402
 from airflow_backup_provider.triggers.backup import BackupJobTrigger  # noqa: E402
 
 # A "20-minute" backup takes 4 s; the service's Retry-After (60 s) is scaled to 1 s.
-TIME_SCALE = 300.0
+TIME_SCALE = EMULATOR.config.time_scale
 POKE_INTERVAL = 1.0
 # Wall seconds a tracked job runs in the sensor/trigger scenarios (long enough for several polls).
 JOB_SECONDS = 15.0
@@ -156,17 +162,15 @@ def core(rounds: int = 20000) -> dict[str, Any]:
 
 def main() -> int:
     results: dict[str, Any] = {"python": sys.version.split()[0], "time_scale": TIME_SCALE}
-    with tempfile.TemporaryDirectory() as tmp:
-        emulator = Emulator(EmulatorConfig(time_scale=TIME_SCALE), ca_file=f"{tmp}/ca.pem").start()
-        logging.getLogger().setLevel(logging.WARNING)
-        os.environ.update(emulator.client_env())
-        try:
-            results["operator_only"] = scenario_operator_only(emulator)
-            results["reschedule_sensor"] = scenario_reschedule_sensor(emulator)
-            results["deferrable_trigger"] = scenario_deferrable(emulator)
-            results["latency"] = latency(emulator)
-        finally:
-            emulator.stop()
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        results["operator_only"] = scenario_operator_only(EMULATOR)
+        results["reschedule_sensor"] = scenario_reschedule_sensor(EMULATOR)
+        results["deferrable_trigger"] = scenario_deferrable(EMULATOR)
+        results["latency"] = latency(EMULATOR)
+    finally:
+        EMULATOR.stop()
+        _TMP.cleanup()
     results["core"] = core()
     out = REPO / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
