@@ -337,6 +337,49 @@ class AzureBackupHook(BaseHook):
         """Build the backup request body; see :func:`airflow_backup_provider.protocol.build_backup_request`."""
         return protocol.build_backup_request(container_name=container_name, **kwargs)
 
+    # -- flows shared by the sync methods below and the async twin's --------------------------------------------------
+    def _trigger_backup_flow(
+        self,
+        container_name: str,
+        protected_item_name: str,
+        backup_request: Mapping[str, Any] | None,
+        resource_group_name: str | None,
+        vault_name: str | None,
+    ) -> Flow[TriggeredOperation]:
+        item = self.item_ref(container_name, protected_item_name, resource_group_name, vault_name)
+        body = dict(backup_request) if backup_request else self.build_backup_request(container_name)
+        if "properties" not in body:
+            body = {"properties": body}
+        return protocol.trigger_and_follow(self.api, self.api.trigger_backup(item, body), item, self.wait_settings)
+
+    def _get_job_flow(self, job_id: str, resource_group_name: str | None, vault_name: str | None) -> Flow[BackupJob]:
+        return protocol.get_job(self.api, self.vault_ref(resource_group_name, vault_name), job_id)
+
+    def _list_jobs_flow(
+        self, limit: int | None, resource_group_name: str | None, vault_name: str | None, **filters: Any
+    ) -> Flow[list[BackupJob]]:
+        vault = self.vault_ref(resource_group_name, vault_name)
+        request = self.api.list_jobs(vault, protocol.build_job_filter(**filters))
+        return protocol.list_pages(self.api, request, protocol.parse_job, limit)
+
+    def _cancel_job_flow(
+        self, job_id: str, wait: bool, resource_group_name: str | None, vault_name: str | None
+    ) -> Flow[None]:
+        vault = self.vault_ref(resource_group_name, vault_name)
+        return protocol.cancel_job(self.api, vault, job_id, self.wait_settings, follow=wait)
+
+    def _wait_for_job_flow(
+        self,
+        job_id: str,
+        poll_interval: float,
+        deadline: float,
+        resource_group_name: str | None,
+        vault_name: str | None,
+    ) -> Flow[protocol.JobWaitResult]:
+        vault = self.vault_ref(resource_group_name, vault_name)
+        return protocol.wait_for_job(self.api, vault, job_id, poll_interval=poll_interval, deadline=deadline)
+
+    # -- sync API ---------------------------------------------------------------------------------------------------
     def trigger_backup(
         self,
         container_name: str,
@@ -354,12 +397,10 @@ class AzureBackupHook(BaseHook):
         :param backup_request: The request body ``{"properties": {...}}``; default: inferred from the container.
         :return: the operation id and the job id.
         """
-        item = self.item_ref(container_name, protected_item_name, resource_group_name, vault_name)
-        body = dict(backup_request) if backup_request else self.build_backup_request(container_name)
-        if "properties" not in body:
-            body = {"properties": body}
         return self.run(
-            protocol.trigger_and_follow(self.api, self.api.trigger_backup(item, body), item, self.wait_settings)
+            self._trigger_backup_flow(
+                container_name, protected_item_name, backup_request, resource_group_name, vault_name
+            )
         )
 
     def follow_operation(self, handle: OperationHandle, item: ItemRef | None = None) -> protocol.OperationStatus:
@@ -369,7 +410,7 @@ class AzureBackupHook(BaseHook):
         self, job_id: str, *, resource_group_name: str | None = None, vault_name: str | None = None
     ) -> BackupJob:
         """Get a backup job by id."""
-        return self.run(protocol.get_job(self.api, self.vault_ref(resource_group_name, vault_name), job_id))
+        return self.run(self._get_job_flow(job_id, resource_group_name, vault_name))
 
     def list_jobs(
         self,
@@ -384,15 +425,18 @@ class AzureBackupHook(BaseHook):
         vault_name: str | None = None,
     ) -> list[BackupJob]:
         """List jobs (newest first), following ``nextLink``; filters are validated and combined with ``and``."""
-        vault = self.vault_ref(resource_group_name, vault_name)
-        odata = protocol.build_job_filter(
-            status=status,
-            operation=operation,
-            backup_management_type=backup_management_type,
-            start_time=start_time,
-            end_time=end_time,
+        return self.run(
+            self._list_jobs_flow(
+                limit,
+                resource_group_name,
+                vault_name,
+                status=status,
+                operation=operation,
+                backup_management_type=backup_management_type,
+                start_time=start_time,
+                end_time=end_time,
+            )
         )
-        return self.run(protocol.list_pages(self.api, self.api.list_jobs(vault, odata), protocol.parse_job, limit))
 
     def cancel_job(
         self,
@@ -407,8 +451,7 @@ class AzureBackupHook(BaseHook):
         :param wait: Follow the cancel operation until the service has processed it; ``False`` only sends the
             request (for kill paths, which have seconds, not the operation's Retry-After).
         """
-        vault = self.vault_ref(resource_group_name, vault_name)
-        self.run(protocol.cancel_job(self.api, vault, job_id, self.wait_settings, follow=wait))
+        self.run(self._cancel_job_flow(job_id, wait, resource_group_name, vault_name))
 
     def get_protected_item(
         self,
@@ -559,11 +602,9 @@ class AzureBackupHook(BaseHook):
 
         :raises AzureBackupTimeoutError: when ``timeout`` seconds pass first.
         """
-        vault = self.vault_ref(resource_group_name, vault_name)
-        flow = protocol.wait_for_job(
-            self.api, vault, job_id, poll_interval=poll_interval, deadline=time.time() + timeout
+        result = self.run(
+            self._wait_for_job_flow(job_id, poll_interval, time.time() + timeout, resource_group_name, vault_name)
         )
-        result = self.run(flow)
         if result.timed_out or result.job is None:
             raise protocol.AzureBackupTimeoutError(f"job {job_id} not finished after {timeout:g} s")
         return result.job
@@ -752,7 +793,7 @@ class AzureBackupAsyncHook(AzureBackupHook):
         self, job_id: str, *, resource_group_name: str | None = None, vault_name: str | None = None
     ) -> BackupJob:
         await self.load_settings()
-        return await self.arun(protocol.get_job(self.api, self.vault_ref(resource_group_name, vault_name), job_id))
+        return await self.arun(self._get_job_flow(job_id, resource_group_name, vault_name))
 
     async def acancel_job(
         self,
@@ -763,8 +804,7 @@ class AzureBackupAsyncHook(AzureBackupHook):
         vault_name: str | None = None,
     ) -> None:
         await self.load_settings()
-        vault = self.vault_ref(resource_group_name, vault_name)
-        await self.arun(protocol.cancel_job(self.api, vault, job_id, self.wait_settings, follow=wait))
+        await self.arun(self._cancel_job_flow(job_id, wait, resource_group_name, vault_name))
 
     async def await_job(
         self,
@@ -777,9 +817,8 @@ class AzureBackupAsyncHook(AzureBackupHook):
     ) -> protocol.JobWaitResult:
         """Poll a job until it is terminal or the Unix-time ``deadline`` passes (see ``protocol.wait_for_job``)."""
         await self.load_settings()
-        vault = self.vault_ref(resource_group_name, vault_name)
         return await self.arun(
-            protocol.wait_for_job(self.api, vault, job_id, poll_interval=poll_interval, deadline=deadline)
+            self._wait_for_job_flow(job_id, poll_interval, deadline, resource_group_name, vault_name)
         )
 
     async def atrigger_backup(
@@ -792,12 +831,10 @@ class AzureBackupAsyncHook(AzureBackupHook):
         vault_name: str | None = None,
     ) -> TriggeredOperation:
         await self.load_settings()
-        item = self.item_ref(container_name, protected_item_name, resource_group_name, vault_name)
-        body = dict(backup_request) if backup_request else self.build_backup_request(container_name)
-        if "properties" not in body:
-            body = {"properties": body}
         return await self.arun(
-            protocol.trigger_and_follow(self.api, self.api.trigger_backup(item, body), item, self.wait_settings)
+            self._trigger_backup_flow(
+                container_name, protected_item_name, backup_request, resource_group_name, vault_name
+            )
         )
 
     async def alist_jobs(
@@ -810,10 +847,8 @@ class AzureBackupAsyncHook(AzureBackupHook):
         vault_name: str | None = None,
     ) -> list[BackupJob]:
         await self.load_settings()
-        vault = self.vault_ref(resource_group_name, vault_name)
-        odata = protocol.build_job_filter(status=status, operation=operation)
         return await self.arun(
-            protocol.list_pages(self.api, self.api.list_jobs(vault, odata), protocol.parse_job, limit)
+            self._list_jobs_flow(limit, resource_group_name, vault_name, status=status, operation=operation)
         )
 
     async def aclose(self) -> None:
