@@ -104,6 +104,23 @@ class AzureBackupHook(BaseHook):
     hook_name = "Azure Backup"
 
     @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra fields of the Airflow 2 connection form (Airflow 3 reads ``conn-fields`` of get_provider_info)."""
+        try:
+            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+            from flask_babel import lazy_gettext
+            from wtforms import StringField
+        except ImportError:  # Airflow 3: no Flask AppBuilder; the form comes from conn-fields
+            return {}
+        from airflow_backup_provider.get_provider_info import get_provider_info
+
+        fields = get_provider_info()["connection-types"][0]["conn-fields"]
+        return {
+            name: StringField(lazy_gettext(spec["label"]), widget=BS3TextFieldWidget(), description=spec["description"])
+            for name, spec in fields.items()
+        }
+
+    @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Return the connection form behaviour (Airflow 2 UI; Airflow 3 reads ``get_provider_info``)."""
         from airflow_backup_provider.get_provider_info import get_provider_info

@@ -59,3 +59,18 @@ def test_providers_manager_registers_the_hook_and_link() -> None:
     assert DIST in manager.providers
     assert "azure_backup" in manager.hooks
     assert "airflow_backup_provider.links.backup.AzureBackupJobLink" in manager.extra_links_class_names
+
+
+def test_airflow2_form_widgets_mirror_conn_fields() -> None:
+    from airflow_backup_provider.hooks.backup import AzureBackupHook
+
+    widgets = AzureBackupHook.get_connection_form_widgets()
+    try:
+        import flask_appbuilder  # noqa: F401  (Airflow 2 only)
+    except ImportError:
+        assert widgets == {}  # Airflow 3 builds the form from conn-fields
+    else:
+        assert set(widgets) == set(get_provider_info()["connection-types"][0]["conn-fields"])
+    behaviour = AzureBackupHook.get_ui_field_behaviour()
+    assert behaviour["relabeling"] == {"login": "Client ID", "password": "Client Secret"}
+    assert "extra" not in behaviour["hidden_fields"]
