@@ -1334,9 +1334,17 @@ class TriggeredOperation:
 def trigger_and_follow(
     api: BackupApi, request: ApiRequest, item: ItemRef, wait: WaitSettings
 ) -> Flow[TriggeredOperation]:
-    """POST a backup/restore trigger, then follow its operation to the jobId."""
+    """POST a backup/restore trigger, then follow its operation to the jobId.
+
+    Once Azure has answered 202 the backup may be running, so every later failure to learn its job id is raised as
+    :class:`AzureBackupAcceptedError` (callers look for the job instead of triggering again); only the service's own
+    final word on the operation (Failed / Canceled / Invalid) stays an :class:`AzureBackupOperationError`.
+    """
     response = yield from call(request, api.policy)
-    handle = parse_operation_handle(response)
+    try:
+        handle = parse_operation_handle(response)
+    except AzureBackupError as exc:
+        raise AzureBackupAcceptedError(operation_id="", cause=exc) from exc
     log.info("Azure accepted the request; operation %s (x-ms-request-id=%s).", handle.operation_id, response.request_id)
     try:
         status = yield from follow_operation(api, handle, item, wait)
@@ -1346,12 +1354,13 @@ def trigger_and_follow(
         # The backup may be running even though we could not learn its job id: never report a plain failure.
         raise AzureBackupAcceptedError(operation_id=handle.operation_id, cause=exc) from exc
     if not status.job_id:
-        raise AzureBackupOperationError(
+        no_job = AzureBackupOperationError(
             operation_id=handle.operation_id,
             status=status.status,
             error_code=None,
             message="the operation succeeded but returned no jobId",
         )
+        raise AzureBackupAcceptedError(operation_id=handle.operation_id, cause=no_job) from no_job
     return TriggeredOperation(operation_id=handle.operation_id, job_id=status.job_id)
 
 
@@ -1463,6 +1472,26 @@ def job_matches_item(job: BackupJob, item: ProtectedItem) -> bool:
         # File share containers are StorageContainer;Storage;{rg};{account}.
         return container.rsplit(";", 1)[-1] == job.storage_account_name.lower()
     return True
+
+
+def jobs_started_by_request(jobs: Iterable[BackupJob], posted_at: datetime, skew: timedelta) -> list[BackupJob]:
+    """Of an item's backup jobs, those a POST sent at ``posted_at`` may have created.
+
+    A job that ended before the POST is not it. Jobs started after the POST win; only without one do jobs that
+    started up to ``skew`` earlier count (the service's clock is not ours).
+    """
+    candidates = [j for j in jobs if not (j.end_time and j.end_time < posted_at)]
+    after = [j for j in candidates if j.start_time and j.start_time >= posted_at]
+    if after:
+        return after
+    return [j for j in candidates if j.start_time is None or j.start_time >= posted_at - skew]
+
+
+def status_is_success(status: str, *, fail_on_warnings: bool = False) -> bool:
+    """Completed, or CompletedWithWarnings unless warnings fail."""
+    if fail_on_warnings:
+        return status == BackupJobStatus.COMPLETED
+    return status in BackupJobStatus.SUCCESS_STATUSES
 
 
 def job_not_visible(error: AzureBackupError) -> bool:

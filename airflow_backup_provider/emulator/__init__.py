@@ -21,6 +21,8 @@ case-insensitive, on the percent-decoded path — and fires for the first ``coun
 - ``throttle``: 429 ``TooManyRequests`` with ``Retry-After: retry_after``; the request is not acted on.
 - ``unavailable``: 503 ``ServiceUnavailable`` with ``Retry-After``; not acted on.
 - ``reset``: the request is read, then the connection is reset (TCP RST, no response); a POST is not acted on.
+- ``reset_after`` / ``error_after``: the request *is* acted on (a backup starts), then the connection is reset or the
+  answer is a 500: the client cannot know whether the service acted.
 - ``slow``: the answer is delayed by ``delay`` seconds (then processed normally).
 - ``token_expiry``: the presented (valid) bearer token is expired from now on → 401 ExpiredAuthenticationToken;
   requests without a valid token do not consume it; a newly issued token works.

@@ -576,7 +576,9 @@ class EmulatorApp:
     def _handle_arm(self, request: HttpRequest, target: _Target) -> HttpResponse:
         method = request.method.upper()
         with self.lock:
-            fault = self._take_fault(("throttle", "unavailable", "reset", "slow"), method, target.path)
+            fault = self._take_fault(
+                ("throttle", "unavailable", "reset", "slow", "reset_after", "error_after"), method, target.path
+            )
             correlation = request.header("x-ms-correlation-request-id") or str(uuid.uuid4())
             if fault is not None and fault.fault.kind == "reset":
                 self._record(request, target, 0)
@@ -602,6 +604,14 @@ class EmulatorApp:
                 response = self._route_arm(context)
             except ArmError as error:
                 response = error.response()
+            if fault is not None and fault.fault.kind == "reset_after":
+                # Acted on, but the answer is lost: the client cannot tell whether anything happened.
+                self._record(request, target, 0)
+                return HttpResponse(0, abort=True)
+            if fault is not None and fault.fault.kind == "error_after":
+                response = ArmError(
+                    500, "InternalServerError", "Encountered internal server error. Please try again."
+                ).response()
             self._finish_arm(request, target, response, correlation)
             return response
 

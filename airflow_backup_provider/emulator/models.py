@@ -133,6 +133,8 @@ FaultKind = Literal[
     "throttle",
     "unavailable",
     "reset",
+    "reset_after",
+    "error_after",
     "slow",
     "token_expiry",
     "job_not_found",
@@ -154,6 +156,8 @@ class Fault:
     - ``throttle``: 429 ``TooManyRequests`` + ``Retry-After: retry_after``; the request is not processed.
     - ``unavailable``: 503 ``ServiceUnavailable`` + ``Retry-After``; not processed.
     - ``reset``: the TCP connection is reset after the request was read, before it is processed; no HTTP response.
+    - ``reset_after``: the request *is* processed (a backup starts), then the connection is reset: a lost answer.
+    - ``error_after``: the request *is* processed, then answered 500 ``InternalServerError``.
     - ``slow``: sleep ``delay`` seconds, then process and answer normally.
     - ``token_expiry``: the (otherwise valid) bearer token is expired from now on → 401 ExpiredAuthenticationToken.
     - ``job_not_found``: ``GET backupJobs/{id}`` answers 404 for the first ``count`` GETs *of each job* created after

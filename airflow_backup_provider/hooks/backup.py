@@ -574,23 +574,32 @@ class AzureBackupHook(BaseHook):
         vault = self.vault_ref(resource_group_name, vault_name)
         return self.run(protocol.find_in_progress_backup(self.api, vault, item, datetime.now(timezone.utc)))
 
-    def find_backup_jobs_since(
+    def list_item_backup_jobs(
         self,
-        container_name: str,
-        protected_item_name: str,
-        since: datetime,
+        item: ProtectedItem,
         *,
+        start_time: datetime,
+        end_time: datetime | None = None,
         resource_group_name: str | None = None,
         vault_name: str | None = None,
     ) -> list[BackupJob]:
-        """Backup jobs of this item (any status) that started at or after ``since``, newest first."""
-        item = self.get_protected_item(
-            container_name, protected_item_name, resource_group_name=resource_group_name, vault_name=vault_name
-        )
+        """Backup jobs (any status) of a protected item that started in the window, newest first."""
         vault = self.vault_ref(resource_group_name, vault_name)
-        end = datetime.now(timezone.utc) + timedelta(minutes=5)
-        jobs = self.run(protocol.find_item_backup_jobs(self.api, vault, item, start=since, end=end))
-        return [j for j in jobs if j.start_time is None or j.start_time >= since]
+        end = end_time or datetime.now(timezone.utc) + timedelta(minutes=5)
+        return self.run(protocol.find_item_backup_jobs(self.api, vault, item, start=start_time, end=end))
+
+    def cancel_job_quietly(
+        self, job_id: str, reason: str, *, resource_group_name: str | None = None, vault_name: str | None = None
+    ) -> bool:
+        """Send a cancel request, logging instead of raising (kill and timeout paths). Return whether it was sent."""
+        try:
+            # Only the request: a killed task has seconds, the cancel operation's Retry-After is a minute.
+            self.cancel_job(job_id, wait=False, resource_group_name=resource_group_name, vault_name=vault_name)
+        except Exception as exc:  # best effort; never mask the task's own outcome
+            self.log.warning("Could not cancel backup job %s (%s): %s", job_id, reason, exc)
+            return False
+        self.log.info("Cancellation of backup job %s requested (%s).", job_id, reason)
+        return True
 
     def get_operation_status(
         self,
@@ -879,12 +888,11 @@ class AzureBackupAsyncHook(AzureBackupHook):
 
 async def _aextras(conn: Any) -> Any:
     """Connection extras without the sync ``extra_dejson`` (its secret masking must not run on the event loop)."""
-    if hasattr(conn, "aextra_dejson"):  # Airflow 3.3
-        return await conn.aextra_dejson()
     try:
-        return json.loads(conn.extra or "{}")
-    except ValueError:
-        raise AzureBackupConfigError("extra", "(not JSON)", "connection extras must be a JSON object") from None
+        from airflow.providers.common.compat.connection import get_async_extra_dejson
+    except ImportError:  # older common-compat (Python 3.10 installs): mask in a worker thread
+        return await asyncio.to_thread(lambda: conn.extra_dejson)
+    return await get_async_extra_dejson(conn)
 
 
 async def _aget_connection(conn_id: str) -> Any:

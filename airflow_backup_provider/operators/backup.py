@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin, conf
+from azure.core.exceptions import AzureError
 
 from airflow_backup_provider import protocol
 from airflow_backup_provider.exceptions import (
@@ -23,7 +24,7 @@ from airflow_backup_provider.exceptions import (
 )
 from airflow_backup_provider.hooks.backup import AzureBackupHook
 from airflow_backup_provider.links.backup import JOB_URL_XCOM_KEY, AzureBackupJobLink
-from airflow_backup_provider.protocol import BackupJobStatus
+from airflow_backup_provider.protocol import BackupJobStatus, ProtectedItem
 from airflow_backup_provider.triggers.backup import BackupJobTrigger
 
 if TYPE_CHECKING:
@@ -227,46 +228,64 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
     ) -> dict[str, Any]:
         """Azure accepted our POST but we lost track of its operation: read it once more, else find the job."""
         self.log.warning("%s", accepted)
-        try:
-            status = self.hook.get_operation_status(
-                self.container_name,
-                self.protected_item_name,
-                accepted.operation_id,
-                resource_group_name=self.resource_group_name,
-                vault_name=self.vault_name,
-            )
-        except AzureBackupError as exc:
-            self.log.warning("Operation %s still unreadable: %s", accepted.operation_id, exc)
-        else:
-            if status.job_id:
-                self.log.info("Operation %s started backup job %s", accepted.operation_id, status.job_id)
-                return self._remember_job(context, status.job_id, owned=True)
+        if accepted.operation_id:
+            try:
+                status = self.hook.get_operation_status(
+                    self.container_name,
+                    self.protected_item_name,
+                    accepted.operation_id,
+                    resource_group_name=self.resource_group_name,
+                    vault_name=self.vault_name,
+                )
+            except (AzureBackupError, AzureError) as exc:
+                self.log.warning("Operation %s still unreadable: %s", accepted.operation_id, exc)
+            else:
+                if status.job_id:
+                    self.log.info("Operation %s started backup job %s", accepted.operation_id, status.job_id)
+                    return self._remember_job(context, status.job_id, owned=True)
         return self._find_backup_started_since(context, accepted, posted_at)
 
     def _find_backup_started_since(self, context: Context, cause: Exception, posted_at: datetime) -> dict[str, Any]:
-        """The POST may have started a backup: look for a job of this item that started after it, for a while."""
-        since = posted_at - CLOCK_SKEW
-        deadline = time.time() + self.job_lookup_grace
+        """The POST may have started a backup: look for the job it created, for ``job_lookup_grace`` seconds.
+
+        Lookup errors are retried until the deadline too: giving up early would let a retry POST again.
+        """
         self.log.warning("The backup request may have been acted on (%s); looking for its job.", cause)
+        deadline = time.time() + self.job_lookup_grace
+        item: ProtectedItem | None = None
         while True:
-            jobs = self.hook.find_backup_jobs_since(
-                self.container_name,
-                self.protected_item_name,
-                since,
-                resource_group_name=self.resource_group_name,
-                vault_name=self.vault_name,
-            )
+            try:
+                if item is None:
+                    item = self.hook.get_protected_item(
+                        self.container_name,
+                        self.protected_item_name,
+                        resource_group_name=self.resource_group_name,
+                        vault_name=self.vault_name,
+                    )
+                jobs = protocol.jobs_started_by_request(
+                    self.hook.list_item_backup_jobs(
+                        item,
+                        start_time=posted_at - CLOCK_SKEW,
+                        resource_group_name=self.resource_group_name,
+                        vault_name=self.vault_name,
+                    ),
+                    posted_at,
+                    CLOCK_SKEW,
+                )
+            except (AzureBackupError, AzureError) as exc:
+                self.log.warning("Looking for the job failed (%s); trying again.", exc)
+                jobs = []
             if len(jobs) == 1:
                 self.log.info("Found backup job %s, started by our request at %s", jobs[0].job_id, posted_at)
                 return self._remember_job(context, jobs[0].job_id, owned=True)
             if len(jobs) > 1:
-                ids = ", ".join(f"{j.job_id} ({j.status})" for j in jobs)
+                ids = ", ".join(f"{j.job_id} ({j.status}, started {j.start_time})" for j in jobs)
                 raise AzureBackupError(
-                    f"Several backup jobs of {self.protected_item_name} started since {since.isoformat()}: {ids}; "
-                    f"not guessing which one this task started. First error: {cause}"
+                    f"Several backup jobs of {self.protected_item_name} may have been started by this task's request "
+                    f"at {posted_at.isoformat()}: {ids}; not guessing which one. First error: {cause}"
                 )
             if time.time() >= deadline:
-                self.log.warning("No backup job of %s started since %s.", self.protected_item_name, since)
+                self.log.warning("No backup job of %s started since %s.", self.protected_item_name, posted_at)
                 raise cause
             time.sleep(min(JOB_LOOKUP_INTERVAL, max(0.0, deadline - time.time())))
 
@@ -291,9 +310,7 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         return status != _JOB_GONE and not BackupJobStatus.is_terminal(status)
 
     def is_job_succeeded(self, status: str) -> bool:
-        if self.wait_for_completion and self.fail_on_warnings:
-            return status == BackupJobStatus.COMPLETED
-        return status in BackupJobStatus.SUCCESS_STATUSES
+        return protocol.status_is_success(status, fail_on_warnings=self.wait_for_completion and self.fail_on_warnings)
 
     # ResumableJobMixin returns this method's value on its reconnect path, so it returns the job id.
     def poll_until_complete(self, external_id: Any, context: Context) -> str:  # type: ignore[override]
@@ -331,7 +348,12 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
             )
         except protocol.AzureBackupTimeoutError:
             if self.cancel_on_kill and self.owns_job:
-                self._cancel_quietly(job_id, "wait_timeout passed")
+                self.hook.cancel_job_quietly(
+                    job_id,
+                    "wait_timeout passed",
+                    resource_group_name=self.resource_group_name,
+                    vault_name=self.vault_name,
+                )
             raise
         protocol.check_job_outcome(job, fail_on_warnings=self.fail_on_warnings, item=self.protected_item_name)
         return job_id
@@ -348,16 +370,6 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         assert event is not None  # resolve_job_event raised otherwise
         return str(event["job_id"])
 
-    def _cancel_quietly(self, job_id: str, reason: str) -> None:
-        try:
-            # Only send the request: a killed task has seconds, the cancel operation's Retry-After is a minute.
-            self.hook.cancel_job(
-                job_id, wait=False, resource_group_name=self.resource_group_name, vault_name=self.vault_name
-            )
-            self.log.info("Cancellation of backup job %s requested (%s).", job_id, reason)
-        except Exception as exc:  # best effort; never mask the task's own outcome
-            self.log.warning("Could not cancel backup job %s (%s): %s", job_id, reason, exc)
-
     def on_kill(self) -> None:
         """Cancel the job this task started (best effort, logged, never raises)."""
         if not self.cancel_on_kill:
@@ -368,4 +380,6 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         if not self.owns_job:
             self.log.info("Not cancelling job %s: this task attached to it but did not start it.", self.job_id)
             return
-        self._cancel_quietly(self.job_id, "task killed")
+        self.hook.cancel_job_quietly(
+            self.job_id, "task killed", resource_group_name=self.resource_group_name, vault_name=self.vault_name
+        )

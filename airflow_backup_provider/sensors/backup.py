@@ -155,11 +155,6 @@ class BackupJobSensor(BaseSensorOperator):
         return summary
 
     def _cancel_quietly(self, reason: str) -> None:
-        try:
-            job_id = self._checked_job_id()
-            self.hook.cancel_job(
-                job_id, wait=False, resource_group_name=self.resource_group_name, vault_name=self.vault_name
-            )
-            self.log.info("Cancellation of backup job %s requested (%s).", job_id, reason)
-        except Exception as exc:  # best effort
-            self.log.warning("Could not cancel backup job %s (%s): %s", self.job_id, reason, exc)
+        self.hook.cancel_job_quietly(
+            self._checked_job_id(), reason, resource_group_name=self.resource_group_name, vault_name=self.vault_name
+        )

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from azure.core.exceptions import AzureError
 
 from airflow_backup_provider.exceptions import AzureBackupError
 from airflow_backup_provider.hooks.backup import AzureBackupAsyncHook, hook_params_from_plain, plain_hook_params
@@ -96,7 +97,7 @@ class BackupJobTrigger(BaseTrigger):
                     return build_job_event(
                         "timeout", self.job_id, f"Job {self.job_id} still {state} at the deadline", job
                     )
-        except AzureBackupError as exc:
+        except (AzureBackupError, AzureError) as exc:  # AzureError: sign-in failures from azure-identity
             # The hook already retried what is retriable; a transient failure never cancels the job.
             return build_job_event("error", self.job_id, f"{type(exc).__name__}: {exc}")
         status = job_event_status(job)
@@ -106,8 +107,9 @@ class BackupJobTrigger(BaseTrigger):
 
     async def _cancel(self, hook: AzureBackupAsyncHook, reason: str) -> None:
         try:
+            # Only send the request: on_kill has seconds, and the timeout event should not wait for the cancel.
             await hook.acancel_job(
-                self.job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name
+                self.job_id, wait=False, resource_group_name=self.resource_group_name, vault_name=self.vault_name
             )
             self.log.info("Cancellation of job %s requested (%s).", self.job_id, reason)
         except Exception as exc:  # best effort: the task outcome must not depend on it

@@ -62,6 +62,24 @@ def test_reset_drops_the_connection_before_acting(arm: Arm, azure_backup_emulato
     assert arm.trigger_backup(VM_ITEM).status_code == 202  # new connection, fault disarmed
 
 
+def test_reset_after_acts_then_drops_the_connection(arm: Arm, azure_backup_emulator: Emulator) -> None:
+    azure_backup_emulator.add_fault(Fault("reset_after", method="POST"))
+    jobs_before = len(azure_backup_emulator.jobs)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        arm.trigger_backup(VM_ITEM)
+    assert len(azure_backup_emulator.jobs) == jobs_before + 1  # the backup started all the same
+    assert azure_backup_emulator.requests[-1].status == 0
+
+
+def test_error_after_acts_then_answers_500(arm: Arm, azure_backup_emulator: Emulator) -> None:
+    azure_backup_emulator.add_fault(Fault("error_after", method="POST"))
+    jobs_before = len(azure_backup_emulator.jobs)
+    response = arm.trigger_backup(VM_ITEM)
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "InternalServerError"
+    assert len(azure_backup_emulator.jobs) == jobs_before + 1
+
+
 def test_slow_delays_the_answer(arm: Arm, azure_backup_emulator: Emulator) -> None:
     azure_backup_emulator.add_fault(Fault("slow", delay=0.6, path_regex=r"/backupJobs$"))
     with pytest.raises(requests.exceptions.ReadTimeout):

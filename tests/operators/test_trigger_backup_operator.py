@@ -160,6 +160,17 @@ def test_accepted_post_with_unreadable_operation_finds_the_job(emulator: Emulato
     assert len(posts(emulator)) == 1
 
 
+@pytest.mark.parametrize("kind", ["reset_after", "error_after"])
+def test_post_acted_on_but_answer_lost_finds_its_job(emulator: Emulator, kind: str) -> None:
+    # Azure started the backup, but the client saw a reset or a 500: never POST again, find the job instead.
+    emulator.add_fault(Fault(kind=kind, method="POST"))
+    ti = RecordingTI()
+    op = make_op(job_lookup_grace=10.0)
+    job_id = op.execute({"ti": ti})
+    assert ti.xcom["job_id"] == job_id == backup_jobs(emulator)[0].job_id
+    assert len(posts(emulator)) == 1 and op.owns_job
+
+
 def test_post_answered_503_is_not_retried_and_looks_for_a_job(emulator: Emulator) -> None:
     emulator.add_fault(Fault(kind="unavailable", method="POST", retry_after=0))
     with pytest.raises(Exception, match="HTTP 503"):

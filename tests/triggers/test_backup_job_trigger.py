@@ -92,6 +92,8 @@ def test_deadline_cancels_when_asked(emulator: Emulator) -> None:
     event = first_event(make_trigger(job_id, end_time=time.time() + 0.3, cancel_on_timeout=True))
     assert event["status"] == "timeout"
     assert any(r.path.endswith(f"/backupJobs/{job_id}/cancel") for r in emulator.requests)
+    # Only the request: the timeout event does not wait for the cancel operation to finish.
+    assert not any("/operationResults/" in r.path for r in emulator.requests)
 
 
 def test_persistent_transport_failure_is_an_error_event_and_never_cancels(emulator: Emulator) -> None:

@@ -74,6 +74,7 @@ from airflow_backup_provider.protocol import (
     get_job,
     job_event_status,
     job_matches_item,
+    jobs_started_by_request,
     list_pages,
     parse_datetime,
     parse_duration,
@@ -90,6 +91,7 @@ from airflow_backup_provider.protocol import (
     require_name,
     resolve_cloud,
     resolve_job_event,
+    status_is_success,
     trigger_and_follow,
     validate_job_event,
     wait_for_job,
@@ -2054,8 +2056,12 @@ def test_failed_operation_raises(status: str, clock: FakeClock, wait: WaitSettin
 
 def test_succeeded_without_job_id_raises(clock: FakeClock, wait: WaitSettings) -> None:
     driver = Driver(accepted(), resp(200, op_status("Succeeded")), clock=clock)
-    with pytest.raises(AzureBackupOperationError, match=rf"{OP_ID} ended Succeeded: \(no code\): .*returned no jobId"):
+    # Accepted: a backup may be running, so the caller looks for it rather than triggering again.
+    with pytest.raises(
+        AzureBackupAcceptedError, match=rf"{OP_ID} ended Succeeded: \(no code\): .*returned no jobId"
+    ) as e:
         driver.run(trigger_and_follow(API, POST_BACKUP, ITEM, wait))
+    assert e.value.operation_id == OP_ID and isinstance(e.value.cause, AzureBackupOperationError)
 
 
 @pytest.mark.parametrize(
@@ -2081,9 +2087,10 @@ def test_foreign_operation_url_is_never_contacted(
 
 def test_202_without_headers_raises(clock: FakeClock, wait: WaitSettings) -> None:
     driver = Driver(resp(202, None, REQ_HEADERS), clock=clock)
-    with pytest.raises(AzureBackupApiError, match=r"202 without Azure-AsyncOperation or Location header") as info:
+    with pytest.raises(AzureBackupAcceptedError, match=r"202 without Azure-AsyncOperation or Location header") as info:
         driver.run(trigger_and_follow(API, POST_BACKUP, ITEM, wait))
-    assert info.value.request_id == "req-1"
+    assert info.value.operation_id == ""
+    assert isinstance(info.value.cause, AzureBackupApiError) and info.value.cause.request_id == "req-1"
 
 
 def test_operation_poll_with_non_status_body_raises(clock: FakeClock, wait: WaitSettings) -> None:
@@ -2546,3 +2553,76 @@ def test_cancel_without_follow_sends_only_the_post() -> None:
     driver = Driver(resp(202, None, example_headers("TriggerCancelJob.json")))
     driver.run(cancel_job(API, VAULT, JOB_ID, WaitSettings(), follow=False))
     assert driver.steps == ["POST"]
+
+
+# -- which job did our POST start? -----------------------------------------------------------------------------------
+
+POSTED_AT = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+SKEW = timedelta(minutes=2)
+
+
+def _job(name: str, start: str | None, end: str | None = None, status: str = "InProgress") -> BackupJob:
+    return parse_job(
+        {"name": name, "properties": {"status": status, "startTime": start, "endTime": end, "operation": "Backup"}}
+    )
+
+
+def test_jobs_started_after_the_post_win_over_the_skew_window() -> None:
+    jobs = [_job("early", "2026-05-01T11:59:00Z"), _job("after", "2026-05-01T12:00:05Z")]
+    assert [j.job_id for j in jobs_started_by_request(jobs, POSTED_AT, SKEW)] == ["after"]
+
+
+def test_skew_window_is_the_fallback() -> None:
+    jobs = [_job("early", "2026-05-01T11:59:00Z"), _job("too-early", "2026-05-01T11:50:00Z")]
+    assert [j.job_id for j in jobs_started_by_request(jobs, POSTED_AT, SKEW)] == ["early"]
+
+
+def test_a_job_that_ended_before_the_post_is_not_it() -> None:
+    jobs = [_job("old", "2026-05-01T11:58:30Z", "2026-05-01T11:59:30Z", "Failed")]
+    assert jobs_started_by_request(jobs, POSTED_AT, SKEW) == []
+
+
+def test_two_jobs_after_the_post_are_both_returned() -> None:
+    jobs = [_job("a", "2026-05-01T12:00:05Z"), _job("b", "2026-05-01T12:00:09Z")]
+    assert len(jobs_started_by_request(jobs, POSTED_AT, SKEW)) == 2  # the operator refuses to guess
+
+
+def test_file_share_job_matches_by_storage_account() -> None:
+    share = parse_protected_item(
+        {
+            "id": f"{VAULT_PATH}/backupFabrics/Azure/protectionContainers/StorageContainer;Storage;rg;acct1"
+            "/protectedItems/AzureFileShare;share",
+            "name": "AzureFileShare;share",
+            "properties": {"friendlyName": "share", "backupManagementType": "AzureStorage"},
+        }
+    )
+
+    def storage_job(account: str) -> BackupJob:
+        return parse_job(
+            {
+                "name": "j",
+                "properties": {
+                    "status": "InProgress",
+                    "entityFriendlyName": "share",
+                    "backupManagementType": "AzureStorage",
+                    "storageAccountName": account,
+                },
+            }
+        )
+
+    assert job_matches_item(storage_job("acct1"), share)
+    assert not job_matches_item(storage_job("other-account"), share)
+
+
+@pytest.mark.parametrize(
+    ("status", "fail_on_warnings", "expected"),
+    [
+        ("Completed", False, True),
+        ("CompletedWithWarnings", False, True),
+        ("CompletedWithWarnings", True, False),
+        ("Failed", False, False),
+        ("InProgress", False, False),
+    ],
+)
+def test_status_is_success(status: str, fail_on_warnings: bool, expected: bool) -> None:
+    assert status_is_success(status, fail_on_warnings=fail_on_warnings) is expected
