@@ -89,7 +89,7 @@ class AzureBackupHook(BaseHook):
     ``ClientSecretCredential``; otherwise ``DefaultAzureCredential`` (managed identity, workload identity, ...) via the
     azure provider's helpers. The vault and resource group of each call default to the connection's extras.
 
-    :param azure_backup_conn_id: The :ref:`Azure Backup connection id <howto/connection:azure_backup>`.
+    :param azure_backup_conn_id: The Airflow connection id (type ``azure_backup``).
     :param api_version: Recovery Services backup api-version (default ``2026-10-01``).
     :param request_timeout: Seconds for every HTTP request: ``(connect, read)`` or one number.
     :param retry_policy: Bounded retry settings (attempts, backoff, cap on ``Retry-After``).
