@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin, conf
+from airflow.providers.common.compat.sdk import BaseOperator, conf
 from azure.core.exceptions import AzureError
 
 from airflow_backup_provider import protocol
@@ -26,6 +26,7 @@ from airflow_backup_provider.hooks.backup import AzureBackupHook
 from airflow_backup_provider.links.backup import JOB_URL_XCOM_KEY, AzureBackupJobLink
 from airflow_backup_provider.protocol import BackupJobStatus, ProtectedItem
 from airflow_backup_provider.triggers.backup import BackupJobTrigger
+from airflow_backup_provider.version_compat import ResumableJobMixin
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
