@@ -37,10 +37,22 @@ CLOCK_SKEW = timedelta(minutes=2)
 JOB_LOOKUP_INTERVAL = 5.0
 
 
-def _stored_job(external_id: Any) -> tuple[str, bool]:
-    """The job id and ownership kept in the task state store (``{"job_id", "owned"}``)."""
+def _required_job(external_id: Any) -> tuple[str, bool]:
+    """:func:`_stored_job` of an id ResumableJobMixin reconnects to (submit_job always returns a job id)."""
+    job_id, owned = _stored_job(external_id)
+    if job_id is None:
+        raise AzureBackupError(f"no backup job id in the task state store entry {external_id!r}")
+    return job_id, owned
+
+
+def _stored_job(external_id: Any) -> tuple[str | None, bool]:
+    """The job id and ownership kept in the task state store (``{"job_id", "owned"}``).
+
+    ``job_id`` is None for a POST whose job could not be found yet (``{"posted_at": ...}``, see ``submit_job``).
+    """
     if isinstance(external_id, Mapping):
-        return str(external_id["job_id"]), bool(external_id.get("owned"))
+        job_id = external_id.get("job_id")
+        return (str(job_id) if job_id else None), bool(external_id.get("owned"))
     return str(external_id), False  # a bare id: ownership unknown, so never cancel it
 
 
@@ -175,6 +187,15 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
             enable_compression=self.enable_compression,
             retain_until=self.retain_until,
         )
+        earlier_post = self._unresolved_post(context)
+        if earlier_post is not None:
+            # An earlier try's POST may have started a backup whose job it never found: look once more first.
+            try:
+                return self._find_backup_started_since(
+                    context, AzureBackupError("no job found for the earlier try's request"), earlier_post
+                )
+            except AzureBackupError:
+                self.log.warning("No job of the earlier try's request (%s); triggering a backup.", earlier_post)
         self.log.info("Triggering %s backup of %s", body["properties"]["objectType"], self.protected_item_name)
         posted_at = datetime.now(timezone.utc)
         try:
@@ -287,8 +308,23 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
                 )
             if time.time() >= deadline:
                 self.log.warning("No backup job of %s started since %s.", self.protected_item_name, posted_at)
+                self._remember_unresolved_post(context, posted_at)
                 raise cause
             time.sleep(min(JOB_LOOKUP_INTERVAL, max(0.0, deadline - time.time())))
+
+    def _unresolved_post(self, context: Context) -> datetime | None:
+        """When an earlier try's POST left no job id in the task state store (Airflow 3.3), its time."""
+        store = context.get("task_state_store")
+        stored = store.get(self.external_id_key) if store is not None else None
+        if isinstance(stored, Mapping) and not stored.get("job_id") and stored.get("posted_at"):
+            return datetime.fromisoformat(str(stored["posted_at"]))
+        return None
+
+    def _remember_unresolved_post(self, context: Context, posted_at: datetime) -> None:
+        """Keep the time of a POST that may have started a backup, so that a retry looks for it before posting."""
+        store = context.get("task_state_store")
+        if store is not None:
+            store.set(self.external_id_key, {"job_id": None, "owned": True, "posted_at": posted_at.isoformat()})
 
     def _remember_job(self, context: Context, job_id: str, *, owned: bool) -> dict[str, Any]:
         """Make the job id known at once (XCom, log) and return what the task state store keeps across tries."""
@@ -299,6 +335,8 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         job_id, _ = _stored_job(external_id)
+        if job_id is None:
+            return _JOB_GONE  # an unresolved POST: submit_job looks for its job before posting again
         try:
             return self.hook.get_job(
                 job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name
@@ -315,7 +353,7 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
 
     # ResumableJobMixin returns this method's value on its reconnect path, so it returns the job id.
     def poll_until_complete(self, external_id: Any, context: Context) -> str:  # type: ignore[override]
-        job_id, owned = _stored_job(external_id)
+        job_id, owned = _required_job(external_id)
         if self.job_id != job_id:  # reconnecting to the id stored by an earlier try of this task
             self.log.info("Reconnected to backup job %s from an earlier try", job_id)
             self._remember_job(context, job_id, owned=owned)
@@ -360,7 +398,7 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         return job_id
 
     def get_job_result(self, external_id: Any, context: Context) -> str:
-        job_id, owned = _stored_job(external_id)
+        job_id, owned = _required_job(external_id)
         if self.job_id != job_id:
             self._remember_job(context, job_id, owned=owned)
         return job_id

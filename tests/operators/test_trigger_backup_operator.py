@@ -231,6 +231,22 @@ class TestDurableRetries:
         retried.on_kill()
         assert not any(r.path.endswith("/cancel") for r in emulator.requests)
 
+    def test_retry_finds_the_job_of_an_earlier_unresolved_post(self, emulator: Emulator) -> None:
+        # Try 1: Azure starts the backup but the answer is lost, and the job search fails until the grace ends.
+        store = DictTaskStateStore()
+        emulator.add_fault(Fault(kind="reset_after", method="POST"))
+        emulator.add_fault(Fault(kind="throttle", method="GET", path_regex="/backupJobs$", count=1000, retry_after=0))
+        with pytest.raises(AzureBackupTransportError, match="may have acted"):
+            make_op(job_lookup_grace=0.5).execute({"ti": RecordingTI(), "task_state_store": store})
+        assert store.data["azure_backup_job_id"]["job_id"] is None  # the POST's time is kept instead
+        # Try 2: it looks for that POST's job first, and finds it: still one POST, one backup.
+        emulator.clear_faults()
+        ti = RecordingTI()
+        job_id = make_op().execute({"ti": ti, "task_state_store": store})
+        assert len(posts(emulator)) == 1
+        assert job_id == backup_jobs(emulator)[0].job_id == ti.xcom["job_id"]
+        assert store.data["azure_backup_job_id"] == {"job_id": job_id, "owned": True}
+
     def test_unknown_status_counts_as_running(self) -> None:
         op = make_op()
         assert op.is_job_active("Queued") and op.is_job_active("InProgress")
