@@ -39,7 +39,6 @@ from airflow_backup_provider.protocol import (
     ConnectionSettings,
     Flow,
     ItemRef,
-    OperationHandle,
     ProtectedItem,
     RecoveryPoint,
     RetryPolicy,
@@ -419,9 +418,6 @@ class AzureBackupHook(BaseHook):
                 container_name, protected_item_name, backup_request, resource_group_name, vault_name
             )
         )
-
-    def follow_operation(self, handle: OperationHandle, item: ItemRef | None = None) -> protocol.OperationStatus:
-        return self.run(protocol.follow_operation(self.api, handle, item, self.wait_settings))
 
     def get_job(
         self, job_id: str, *, resource_group_name: str | None = None, vault_name: str | None = None
