@@ -828,6 +828,18 @@ class AzureBackupAsyncHook(AzureBackupHook):
         await self.load_settings()
         await self.arun(self._cancel_job_flow(job_id, wait, resource_group_name, vault_name))
 
+    async def acancel_job_quietly(
+        self, job_id: str, reason: str, *, resource_group_name: str | None = None, vault_name: str | None = None
+    ) -> bool:
+        """Async :meth:`cancel_job_quietly`: send the cancel request only, log instead of raising."""
+        try:
+            await self.acancel_job(job_id, wait=False, resource_group_name=resource_group_name, vault_name=vault_name)
+        except Exception as exc:  # best effort: the task outcome must not depend on it
+            self.log.warning("Could not cancel backup job %s (%s): %s", job_id, reason, exc)
+            return False
+        self.log.info("Cancellation of backup job %s requested (%s).", job_id, reason)
+        return True
+
     async def await_job(
         self,
         job_id: str,

@@ -106,14 +106,9 @@ class BackupJobTrigger(BaseTrigger):
         return build_job_event(status, self.job_id, message, job)
 
     async def _cancel(self, hook: AzureBackupAsyncHook, reason: str) -> None:
-        try:
-            # Only send the request: on_kill has seconds, and the timeout event should not wait for the cancel.
-            await hook.acancel_job(
-                self.job_id, wait=False, resource_group_name=self.resource_group_name, vault_name=self.vault_name
-            )
-            self.log.info("Cancellation of job %s requested (%s).", self.job_id, reason)
-        except Exception as exc:  # best effort: the task outcome must not depend on it
-            self.log.warning("Could not cancel job %s (%s): %s", self.job_id, reason, exc)
+        await hook.acancel_job_quietly(
+            self.job_id, reason, resource_group_name=self.resource_group_name, vault_name=self.vault_name
+        )
 
     async def on_kill(self) -> None:
         """Cancel the job when the user kills the deferred task (Airflow 3.3 calls this; 2.x never does)."""
