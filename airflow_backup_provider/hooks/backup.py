@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 # block the triggerer's event loop.
 import aiohttp
 import requests
+import urllib3
 from airflow.providers.common.compat.sdk import BaseHook
 from azure.identity import ClientSecretCredential, DefaultAzureCredential
 from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCredential
@@ -30,7 +31,7 @@ from azure.identity.aio import DefaultAzureCredential as AsyncDefaultAzureCreden
 from yarl import URL
 
 from airflow_backup_provider import protocol
-from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupError
+from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupError, AzureBackupForeignHostError
 from airflow_backup_provider.protocol import (
     DEFAULT_API_VERSION,
     ApiResponse,
@@ -277,10 +278,19 @@ class AzureBackupHook(BaseHook):
         assert self._token is not None
         return self._token.token
 
-    def _request_headers(self, request: protocol.ApiRequest, token: str) -> dict[str, str]:
-        # Defence in depth: BackupApi.follow_url already refused URLs on other hosts.
-        if not protocol.same_host(request.url, self.settings.resource_manager_endpoint):
-            raise AzureBackupError(f"refusing to send a token to {protocol.redact_url(request.url)!r}")
+    def _bearer_headers(
+        self, request: protocol.ApiRequest, connect_to: protocol.Origin | None, token: str
+    ) -> dict[str, str]:
+        """Headers with the bearer token, only for a request whose transport connects to the ARM origin.
+
+        ``connect_to`` is the origin as the transport itself parsed the URL (None: it did not parse as a plain
+        https URL); BackupApi.follow_url already refused other URLs, this is the check at the socket's door.
+        """
+        arm = self.api.origin
+        if connect_to != arm:
+            raise AzureBackupForeignHostError(
+                source=f"{request.method} request", url_host=protocol.describe_host(request.url), arm_host=arm.netloc
+            )
         return {
             "Authorization": f"Bearer {token}",
             "Accept": "application/json",
@@ -306,16 +316,15 @@ class AzureBackupHook(BaseHook):
 
     def _send(self, action: Send) -> ApiResponse | TransportFailure:
         request = action.request
-        headers = self._request_headers(request, self.get_token(refresh=action.refresh_token))
+        session = self._session
+        # Prepare first, then check the origin urllib3 will connect to for *this* prepared URL, then add the token.
+        prepared = session.prepare_request(requests.Request(request.method, request.url, json=request.body))
+        token = self.get_token(refresh=action.refresh_token)
+        prepared.headers.update(self._bearer_headers(request, _requests_origin(prepared.url), token))
         try:
-            response = self._session.request(
-                request.method,
-                request.url,
-                json=request.body,
-                headers=headers,
-                timeout=self.request_timeout,
-                allow_redirects=False,
-            )
+            environment = session.merge_environment_settings(prepared.url, {}, None, True, None)
+            environment["verify"] = environment.get("verify") or True  # never off, whatever the environment says
+            response = session.send(prepared, timeout=self.request_timeout, allow_redirects=False, **environment)
         except requests.exceptions.SSLError as exc:
             raise AzureBackupError(f"TLS verification failed for {protocol.redact_url(request.url)}: {exc}") from None
         except requests.exceptions.ConnectTimeout as exc:
@@ -704,6 +713,21 @@ def _default_credential(kwargs: Mapping[str, Any], *, asynchronous: bool) -> Any
     return cls(**extra)
 
 
+def _requests_origin(url: str | None) -> protocol.Origin | None:
+    """The origin urllib3 connects to for a prepared ``requests`` URL (None when it has userinfo or is not https)."""
+    try:
+        parsed = urllib3.util.parse_url(url or "")
+    except urllib3.exceptions.LocationParseError:
+        return None
+    return protocol.origin_from_parts(parsed.scheme, parsed.auth, parsed.host, parsed.port)
+
+
+def _yarl_origin(url: URL) -> protocol.Origin | None:
+    """The origin aiohttp connects to for a yarl URL (None when it has userinfo or is not https)."""
+    user = url.user or url.password
+    return protocol.origin_from_parts(url.scheme, user, url.raw_host, url.port)
+
+
 def _root_cause(exc: BaseException) -> str:
     while exc.__cause__ or exc.__context__:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
@@ -773,12 +797,15 @@ class AzureBackupAsyncHook(AzureBackupHook):
 
     async def _asend(self, action: Send) -> ApiResponse | TransportFailure:
         request = action.request
-        headers = self._request_headers(request, await self.aget_token(refresh=action.refresh_token))
+        # The URL is already percent-encoded by BackupApi; aiohttp must not re-quote it. The origin is checked on
+        # the very yarl URL aiohttp connects to.
+        url = URL(request.url, encoded=True)
+        token = await self.aget_token(refresh=action.refresh_token)
+        headers = self._bearer_headers(request, _yarl_origin(url), token)
         try:
             async with self._client_session().request(
                 request.method,
-                # The URL is already percent-encoded by BackupApi; aiohttp must not re-quote it.
-                URL(request.url, encoded=True),
+                url,
                 json=request.body,
                 headers=headers,
                 allow_redirects=False,

@@ -1572,7 +1572,7 @@ def test_filter_is_encoded() -> None:
     [
         pytest.param("https://evil.example.com/subscriptions/x", "evil.example.com", id="other-host"),
         pytest.param("https://management.azure.com.evil.com/x", "management.azure.com.evil.com", id="suffix-host"),
-        pytest.param("https://management.azure.com@evil.com/x", "management.azure.com@evil.com", id="userinfo"),
+        pytest.param("https://management.azure.com@evil.com/x", "evil.com", id="userinfo"),  # userinfo never echoed
         pytest.param("https://management.azure.com:8443/x", "management.azure.com:8443", id="other-port"),
         pytest.param("http://management.azure.com/x", "management.azure.com", id="http"),
         pytest.param("/subscriptions/x", "/subscriptions/x", id="relative"),
