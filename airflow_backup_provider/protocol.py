@@ -1432,7 +1432,11 @@ class TriggeredOperation:
 
 
 def trigger_and_follow(
-    api: BackupApi, request: ApiRequest, item: ItemRef, wait: WaitSettings
+    api: BackupApi,
+    request: ApiRequest,
+    item: ItemRef,
+    wait: WaitSettings,
+    on_accepted: Callable[[OperationHandle], None] | None = None,
 ) -> Flow[TriggeredOperation]:
     """POST a backup/restore trigger, then follow its operation to the jobId.
 
@@ -1446,6 +1450,8 @@ def trigger_and_follow(
     except AzureBackupError as exc:
         raise AzureBackupAcceptedError(operation_id="", cause=exc) from exc
     log.info("Azure accepted the request; operation %s (x-ms-request-id=%s).", handle.operation_id, response.request_id)
+    if on_accepted is not None:
+        on_accepted(handle)  # e.g. record the operation id durably before the long wait for the job id
     try:
         status = yield from follow_operation(api, handle, item, wait)
     except AzureBackupOperationError:
@@ -1509,11 +1515,12 @@ def find_item_backup_jobs(
     start: datetime,
     end: datetime,
     status: str | None = None,
+    operation: str = "Backup",
 ) -> Flow[list[BackupJob]]:
-    """Backup jobs of ``item`` that started between ``start`` and ``end``, newest first."""
+    """Jobs of ``operation`` (Backup, Restore) of ``item`` that started between ``start`` and ``end``, newest first."""
     odata = build_job_filter(
         status=status,
-        operation="Backup",
+        operation=operation,
         backup_management_type=item.backup_management_type
         if item.backup_management_type in BACKUP_MANAGEMENT_TYPES
         else None,
@@ -1585,6 +1592,36 @@ def jobs_started_by_request(jobs: Iterable[BackupJob], posted_at: datetime, skew
     if after:
         return after
     return [j for j in candidates if j.start_time is None or j.start_time >= posted_at - skew]
+
+
+def find_jobs_of_request(
+    api: BackupApi,
+    item: ItemRef,
+    posted_at: datetime,
+    *,
+    operation: str = "Backup",
+    skew: timedelta,
+    visible_within: float,
+    poll_interval: float,
+    now: Callable[[], datetime],
+) -> Flow[list[BackupJob]]:
+    """The jobs a POST sent at ``posted_at`` may have started, finished ones included (see jobs_started_by_request).
+
+    A job shows in the listing a little after its POST; until ``visible_within`` seconds after ``posted_at`` an empty
+    search is repeated, after that it proves there is no such job. A failing lookup raises: only a search that
+    succeeded can prove a POST started nothing.
+    """
+    found = yield from call_parsed(api.get_protected_item(item), api.policy, parse_protected_item)
+    while True:
+        jobs = yield from find_item_backup_jobs(
+            api, item.vault, found, start=posted_at - skew, end=now() + timedelta(minutes=5), operation=operation
+        )
+        candidates = jobs_started_by_request(jobs, posted_at, skew)
+        remaining = (posted_at + timedelta(seconds=visible_within) - now()).total_seconds()
+        if candidates or remaining <= 0:
+            return candidates
+        log.info("No %s job of %s since %s yet; looking again.", operation, item.protected_item_name, posted_at)
+        yield Sleep(min(max(poll_interval, MIN_POLL_INTERVAL), remaining))
 
 
 def status_is_success(status: str, *, fail_on_warnings: bool = False) -> bool:

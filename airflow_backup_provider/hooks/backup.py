@@ -14,7 +14,7 @@ import logging
 import ssl
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -363,19 +363,22 @@ class AzureBackupHook(BaseHook):
         return protocol.build_backup_request(container_name=container_name, **kwargs)
 
     # -- flows shared by the sync methods below and the async twin's --------------------------------------------------
-    def _trigger_backup_flow(
+    def _trigger_backup_flow(  # noqa: PLR0917 (private; the sync method and its async twin pass positionally)
         self,
         container_name: str,
         protected_item_name: str,
         backup_request: Mapping[str, Any] | None,
         resource_group_name: str | None,
         vault_name: str | None,
+        on_accepted: Callable[[protocol.OperationHandle], None] | None = None,
     ) -> Flow[TriggeredOperation]:
         item = self.item_ref(container_name, protected_item_name, resource_group_name, vault_name)
         body = dict(backup_request) if backup_request else self.build_backup_request(container_name)
         if "properties" not in body:
             body = {"properties": body}
-        return protocol.trigger_and_follow(self.api, self.api.trigger_backup(item, body), item, self.wait_settings)
+        return protocol.trigger_and_follow(
+            self.api, self.api.trigger_backup(item, body), item, self.wait_settings, on_accepted
+        )
 
     def _get_job_flow(self, job_id: str, resource_group_name: str | None, vault_name: str | None) -> Flow[BackupJob]:
         return protocol.get_job(self.api, self.vault_ref(resource_group_name, vault_name), job_id)
@@ -413,6 +416,7 @@ class AzureBackupHook(BaseHook):
         backup_request: Mapping[str, Any] | None = None,
         resource_group_name: str | None = None,
         vault_name: str | None = None,
+        on_accepted: Callable[[protocol.OperationHandle], None] | None = None,
     ) -> TriggeredOperation:
         """
         Trigger an on-demand backup and follow its asynchronous operation to the job id.
@@ -420,11 +424,40 @@ class AzureBackupHook(BaseHook):
         :param container_name: Container name as returned by the list APIs (``IaasVMContainer;...``).
         :param protected_item_name: Protected item name (``VM;...``).
         :param backup_request: The request body ``{"properties": {...}}``; default: inferred from the container.
+        :param on_accepted: Called with the operation handle as soon as Azure accepted the POST (202).
         :return: the operation id and the job id.
         """
         return self.run(
             self._trigger_backup_flow(
-                container_name, protected_item_name, backup_request, resource_group_name, vault_name
+                container_name, protected_item_name, backup_request, resource_group_name, vault_name, on_accepted
+            )
+        )
+
+    def find_jobs_of_request(
+        self,
+        container_name: str,
+        protected_item_name: str,
+        posted_at: datetime,
+        *,
+        operation: str = "Backup",
+        skew: timedelta,
+        visible_within: float,
+        poll_interval: float = 5.0,
+        resource_group_name: str | None = None,
+        vault_name: str | None = None,
+    ) -> list[BackupJob]:
+        """The jobs (finished ones included) a POST sent at ``posted_at`` may have started; see the protocol flow."""
+        item = self.item_ref(container_name, protected_item_name, resource_group_name, vault_name)
+        return self.run(
+            protocol.find_jobs_of_request(
+                self.api,
+                item,
+                posted_at,
+                operation=operation,
+                skew=skew,
+                visible_within=visible_within,
+                poll_interval=poll_interval,
+                now=lambda: datetime.now(timezone.utc),
             )
         )
 
