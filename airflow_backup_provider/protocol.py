@@ -54,8 +54,8 @@ FABRIC_NAME = "Azure"
 OPERATION_IN_PROGRESS_CODES = frozenset({"UserErrorBackupOperationInProgress", "SystemBackupOperationInProgress"})
 # The service's date format in $filter clauses (CLI: strftime('%Y-%m-%d %I:%M:%S %p')).
 FILTER_DATE_FORMAT = "%Y-%m-%d %I:%M:%S %p"
-# 404 codes that say the job's container is missing: waiting will not make the job appear.
-CONTAINER_NOT_FOUND_CODES = frozenset({"ResourceNotFound", "ResourceGroupNotFound", "SubscriptionNotFound"})
+# 404 codes that alone prove a job's parent is gone (``ResourceNotFound`` does not: see explain_job_not_found).
+PARENT_NOT_FOUND_CODES = frozenset({"ResourceGroupNotFound", "SubscriptionNotFound"})
 # No wait loop polls faster than this, whatever it is configured with (quota of the subscription's reads).
 MIN_POLL_INTERVAL = 0.1
 # 200 resources per page (ResourceList) x 1000 pages: far beyond any vault; a guard against a nextLink loop.
@@ -250,6 +250,17 @@ class OperationStatusValue:
     CANCELED = "Canceled"
 
     FAILURE_STATUSES = frozenset({FAILED, CANCELED, INVALID})
+    ALL_STATUSES = frozenset({INVALID, IN_PROGRESS, SUCCEEDED, FAILED, CANCELED})
+
+
+def canonical_status(value: Any, known: Iterable[str], default: str = "Unknown") -> str:
+    """A status in the spec's spelling: the service documents PascalCase, but ``completed`` means Completed too.
+
+    Every status comparison in this package runs on parsed objects, so this is the one place case is handled.
+    """
+    text = str(value).strip() if value is not None and str(value).strip() else default
+    folded = text.casefold()
+    return next((name for name in known if name.casefold() == folded), text)
 
 
 JOB_OPERATIONS = frozenset(
@@ -531,7 +542,7 @@ def parse_job(body: Any) -> BackupJob:
         job_id=job_id,
         resource_id=_str_or_none(body.get("id")),
         # A missing status is unknown (still running, with a warning), not the terminal "Invalid".
-        status=str(props.get("status") or "Unknown"),
+        status=canonical_status(props.get("status"), BackupJobStatus.ALL_STATUSES),
         operation=_str_or_none(props.get("operation")),
         entity_friendly_name=_str_or_none(props.get("entityFriendlyName")),
         backup_management_type=_str_or_none(props.get("backupManagementType")),
@@ -574,7 +585,7 @@ def parse_operation_status(body: Any) -> OperationStatus:
     job_ids = tuple(str(j) for j in props.get("jobIds") or ())
     return OperationStatus(
         operation_id=str(body.get("name") or body.get("id") or ""),
-        status=str(body["status"]),
+        status=canonical_status(body["status"], OperationStatusValue.ALL_STATUSES),
         job_id=_str_or_none(props.get("jobId")) or (job_ids[0] if job_ids else None),
         job_ids=job_ids,
         error_code=_str_or_none(error.get("code")),
@@ -825,6 +836,7 @@ def error_from_response(request: ApiRequest, response: ApiResponse) -> AzureBack
         request_id=response.request_id,
         method=request.method,
         url=redact_url(request.url),
+        retry_after=parse_retry_after(response) if status in (429, 503) else None,
     )
 
 
@@ -835,6 +847,9 @@ class RetryPolicy:
     - GET: retried on 408/429/5xx and on connection errors, resets and timeouts.
     - POST: retried only when the service cannot have acted: 429 and a refused connection.
     - ``Retry-After`` (capped at ``max_retry_after``) wins over the exponential backoff.
+    - ``max_throttle_wait``: a 429 / 503 that asks for a longer wait is raised at once
+      (:class:`AzureBackupThrottledError` with ``retry_after``) instead of slept through — for callers that hold a
+      worker slot and can come back later (a reschedule-mode poke). None: sleep as above.
     - 401: the token is re-acquired once and the request repeated.
     """
 
@@ -842,6 +857,7 @@ class RetryPolicy:
     backoff_base: float = 1.0
     backoff_max: float = 30.0
     max_retry_after: float = 120.0
+    max_throttle_wait: float | None = None
 
     def backoff(self, attempt: int) -> float:
         return min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
@@ -849,8 +865,10 @@ class RetryPolicy:
     def validate(self) -> RetryPolicy:
         if self.max_attempts < 1:
             raise AzureBackupConfigError("max_attempts", self.max_attempts, "must be at least 1")
-        for name in ("backoff_base", "backoff_max", "max_retry_after"):
+        for name in ("backoff_base", "backoff_max", "max_retry_after", "max_throttle_wait"):
             value = getattr(self, name)
+            if value is None and name == "max_throttle_wait":
+                continue
             if not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
                 raise AzureBackupConfigError(name, value, "must be a non-negative number of seconds")
         return self
@@ -899,6 +917,13 @@ def call(request: ApiRequest, policy: RetryPolicy) -> Flow[ApiResponse]:
         if response.status in retry_statuses and attempt < policy.max_attempts:
             retry_after = parse_retry_after(response)
             delay = min(retry_after, policy.max_retry_after) if retry_after is not None else policy.backoff(attempt)
+            asked = retry_after if retry_after is not None else delay
+            if (
+                response.status in (429, 503)
+                and policy.max_throttle_wait is not None
+                and asked > policy.max_throttle_wait
+            ):
+                raise error_from_response(request, response)  # the caller comes back later, its slot freed
             log.warning(
                 "%s %s answered %s (x-ms-request-id=%s); retrying in %.1f s (attempt %d of %d).",
                 request.method,
@@ -1631,9 +1656,29 @@ def status_is_success(status: str, *, fail_on_warnings: bool = False) -> bool:
     return status in BackupJobStatus.SUCCESS_STATUSES
 
 
-def job_not_visible(error: AzureBackupError) -> bool:
-    """A 404 about the job itself (it may appear in a moment), not about its vault, group or subscription."""
-    return isinstance(error, AzureBackupNotFoundError) and error.error_code not in CONTAINER_NOT_FOUND_CODES
+def explain_job_not_found(api: BackupApi, vault: VaultRef, job_id: str, error: AzureBackupNotFoundError) -> Flow[None]:
+    """Decide what a 404 on a job GET means: return when the job is just not visible yet, raise when waiting is futile.
+
+    ARM answers ``ResourceNotFound`` both for a missing vault and (undocumented) for a job it does not show yet, so
+    the code alone proves only a missing resource group or subscription. Otherwise one GET of the vault decides:
+    it exists → the job is not visible yet; it is missing → fail at once, naming the vault.
+    """
+    if error.error_code in PARENT_NOT_FOUND_CODES:
+        raise error
+    try:
+        yield from call(api.get_vault(vault), api.policy)
+    except AzureBackupNotFoundError as missing:
+        raise AzureBackupNotFoundError(
+            http_status=missing.http_status,
+            error_code=missing.error_code,
+            message=(
+                f"vault {vault.vault_name!r} in resource group {vault.resource_group_name!r} (subscription "
+                f"{vault.subscription_id}) does not exist, so job {job_id} never will: {missing.error_message}"
+            ),
+            request_id=missing.request_id,
+            method=missing.method,
+            url=missing.url,
+        ) from error
 
 
 @dataclass(frozen=True)
@@ -1656,18 +1701,24 @@ def wait_for_job(
 ) -> Flow[JobWaitResult]:
     """Poll a job until it is terminal or the (wall-clock) deadline passes.
 
-    A job that answers 404 right after its trigger is polled again for ``not_found_grace`` seconds; a 404 about the
-    vault, resource group or subscription fails at once.
+    A job that answers 404 right after its trigger is polled again for ``not_found_grace`` seconds when its vault
+    exists (:func:`explain_job_not_found`); a missing vault, resource group or subscription fails at once. Throttling
+    that outlasts the per-request retries is waited out (``Retry-After``, bounded by the deadline), never a failure.
     """
     first_poll = clock()
     job: BackupJob | None = None
     while True:
+        delay = poll_interval
         try:
             job = yield from get_job(api, vault, job_id)
         except AzureBackupNotFoundError as exc:
-            if not job_not_visible(exc) or clock() - first_poll > not_found_grace:
+            if clock() - first_poll > not_found_grace:
                 raise
-            log.warning("Job %s not found yet; polling again.", job_id)
+            yield from explain_job_not_found(api, vault, job_id, exc)
+            log.warning("Job %s not found yet (its vault exists); polling again.", job_id)
+        except AzureBackupThrottledError as exc:
+            delay = max(poll_interval, exc.retry_after or 0.0)
+            log.warning("Reading job %s is throttled; waiting %.0f s as the service asked.", job_id, delay)
         else:
             log.info("Job %s (%s): %s", job_id, job.entity_friendly_name, job.describe_progress())
             if job.is_terminal:
@@ -1675,7 +1726,7 @@ def wait_for_job(
         remaining = deadline - clock()
         if remaining <= 0:
             return JobWaitResult(job, timed_out=True)
-        yield Sleep(min(max(poll_interval, MIN_POLL_INTERVAL), remaining))
+        yield Sleep(min(max(delay, MIN_POLL_INTERVAL), remaining))
 
 
 # --------------------------------------------------------------------------------------------------------------------

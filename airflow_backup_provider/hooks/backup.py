@@ -626,6 +626,18 @@ class AzureBackupHook(BaseHook):
         end = end_time or datetime.now(timezone.utc) + timedelta(minutes=5)
         return self.run(protocol.find_item_backup_jobs(self.api, vault, item, start=start_time, end=end))
 
+    def explain_job_not_found(
+        self,
+        job_id: str,
+        error: protocol.AzureBackupNotFoundError,
+        *,
+        resource_group_name: str | None = None,
+        vault_name: str | None = None,
+    ) -> None:
+        """Return when a job 404 means "not visible yet" (its vault exists); raise naming the vault when it is gone."""
+        vault = self.vault_ref(resource_group_name, vault_name)
+        self.run(protocol.explain_job_not_found(self.api, vault, job_id, error))
+
     def cancel_job_quietly(
         self, job_id: str, reason: str, *, resource_group_name: str | None = None, vault_name: str | None = None
     ) -> bool:
