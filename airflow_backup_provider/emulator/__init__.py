@@ -7,7 +7,10 @@ What is emulated (all on one ``https://127.0.0.1:PORT`` origin, TLS with a throw
 
 - Entra ID: ``GET /{tenant}/v2.0/.well-known/openid-configuration`` (and the v1 path, instance discovery, JWKS) and
   ``POST /{tenant}/oauth2/v2.0/token`` (client credentials, AADSTS errors), enough for azure-identity's sync and
-  async ``ClientSecretCredential`` with ``authority=base_url`` and ``disable_instance_discovery=True``.
+  async ``ClientSecretCredential`` with ``authority=base_url`` and ``disable_instance_discovery=True``. Scopes are
+  ``<resource>/.default`` for the audiences ARM accepts: the emulator's own ``base_url``,
+  ``https://management.azure.com/`` and ``https://management.core.windows.net/`` (with or without the trailing slash),
+  so the official SDKs work with their default credential scopes; any other resource is AADSTS500011.
 - ARM, below ``/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.RecoveryServices/vaults/{vault}``: vault
   GET, protected items (list/get), backup trigger → operation status/result → job, jobs (get/list with $filter and
   paging/cancel + cancel result), recovery points (list/get) and restore trigger. Bearer tokens from the token

@@ -60,6 +60,9 @@ NEXT_LINK_API_VERSION = "2017-07-01"  # the service echoes old api-versions in U
 BACKUP_HEADER_API_VERSION = "2016-12-01"
 RESTORE_HEADER_API_VERSION = "2017-07-01"
 CANCEL_HEADER_API_VERSION = "2017-07-01"
+# Audiences the real ARM front door accepts in a bearer token (besides the configured endpoint's own resource);
+# `<resource>/.default` and `<resource>//.default` are both valid scopes for each.
+ARM_RESOURCES = frozenset({"https://management.azure.com", "https://management.core.windows.net"})
 READS_PER_HOUR = 12_000
 WRITES_PER_HOUR = 1_200
 DELETES_PER_HOUR = 15_000
@@ -538,7 +541,6 @@ class EmulatorApp:
             return _entra_error(
                 400, "invalid_request", 900144, "The request body must contain the following parameter: 'scope'."
             )
-        valid = {f"{self.base_url}/.default", f"{self.base_url}//.default"}
         if len(scopes) != 1 or not scopes[0].lower().endswith("/.default"):
             return _entra_error(
                 400,
@@ -547,8 +549,8 @@ class EmulatorApp:
                 f"The provided value for scope {' '.join(scopes)} is not valid. Client credential flows must have a "
                 "scope value with /.default suffixed to the resource identifier (application ID URI).",
             )
-        if scopes[0] not in valid:
-            resource = scopes[0][: -len("/.default")]
+        resource = scopes[0][: -len("/.default")]
+        if resource.removesuffix("/").lower() not in self.accepted_resources():
             return _entra_error(
                 400,
                 "invalid_resource",
@@ -563,6 +565,11 @@ class EmulatorApp:
             {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token},
             _entra_headers(),
         )
+
+    def accepted_resources(self) -> frozenset[str]:
+        """Token audiences ARM accepts (lower case, no trailing slash): the emulator's own endpoint and the public
+        ARM resources the SDKs ask for by default."""
+        return frozenset({self.base_url.rstrip("/").lower(), *ARM_RESOURCES})
 
     def _mint_token(self, client_id: str, lifetime: int | None) -> tuple[str, int]:
         seconds = int(lifetime if lifetime is not None else self.config.token_lifetime)
