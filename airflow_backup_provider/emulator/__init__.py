@@ -43,13 +43,21 @@ case-insensitive, on the percent-decoded path — and fires for the first ``coun
 Admin API (no auth) under ``/_emulator/``: ``GET health``, ``GET|DELETE requests``, ``GET jobs``,
 ``GET|POST|DELETE faults``, ``POST reset``, ``POST items/behavior``, ``GET|POST config``; :class:`AdminClient` wraps it.
 
+Where things are (in the style of moto / Azurite): :mod:`.config` (seeded identities, :class:`EmulatorConfig`,
+:class:`Fault`, value types), :mod:`.entra` (token endpoint, metadata, issued tokens), :mod:`.arm` (``service``: the
+request pipeline; ``routes``: the route table; ``handlers``: one handler per operation), :mod:`.faults`, :mod:`.odata`
+(``$filter`` and ``$skipToken``), :mod:`.state` (vaults, items, jobs, operations) apart from :mod:`.render` (their
+JSON), :mod:`.seed` (seed data), :mod:`.admin` (``routes``: the admin API; ``client``: :class:`AdminClient`),
+:mod:`.app` (dispatch, request log), :mod:`.server` (HTTPS transport and the :class:`Emulator` facade),
+:mod:`.tls` (throwaway CA from ``trustme``), :mod:`.pytest_plugin` (opt-in fixtures).
+
 This package never imports Airflow.
 """
 
 from __future__ import annotations
 
 from .admin import AdminClient
-from .models import (
+from .config import (
     CLIENT_ID,
     CLIENT_SECRET,
     CONN_TYPE,

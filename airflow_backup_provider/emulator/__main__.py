@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from .models import EmulatorConfig
+from .config import EmulatorConfig
 from .server import Emulator
 
 

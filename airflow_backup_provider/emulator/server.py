@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -22,8 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from .app import EmulatorApp, HttpRequest, HttpResponse
-from .models import (
+from .app import EmulatorApp
+from .config import (
     CLIENT_ID,
     CLIENT_SECRET,
     CONN_TYPE,
@@ -38,7 +39,15 @@ from .models import (
     RecordedRequest,
     SeededItem,
 )
-from .tls import ServerCredentials, client_ssl_context, generate_credentials, server_ssl_context, write_ca_file
+from .tls import (
+    DEFAULT_HOSTS,
+    ServerCredentials,
+    client_ssl_context,
+    generate_credentials,
+    server_ssl_context,
+    write_ca_file,
+)
+from .wire import HttpRequest, HttpResponse
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +217,7 @@ class Emulator:
         if self._server is not None:
             raise RuntimeError("emulator already started")
         host = self._config.host
-        hosts = ("127.0.0.1", "localhost") + ((host,) if host not in ("127.0.0.1", "localhost", "0.0.0.0") else ())
+        hosts = DEFAULT_HOSTS + ((host,) if host not in (*DEFAULT_HOSTS, "0.0.0.0", "") else ())
         self._credentials = generate_credentials(hosts)
         if self._ca_target is None:
             self._tmpdir = tempfile.mkdtemp(prefix="azure-backup-emulator-")
@@ -275,13 +284,12 @@ class Emulator:
     @property
     def config(self) -> EmulatorConfig:
         """The settings in force (a copy: change them with :meth:`configure`)."""
-        with self.app.lock:
-            return EmulatorConfig(**{k: getattr(self.app.config, k) for k in EmulatorConfig.field_names()})
+        return dataclasses.replace(self.app.config)
 
     @property
     def vault_id(self) -> str:
         """ARM id of the seeded vault: ``/subscriptions/.../vaults/vault-demo``."""
-        return self.app.state.vault_path
+        return self.app.vault_id
 
     @property
     def vault_url(self) -> str:

@@ -42,12 +42,12 @@ def test_without_the_ca_verification_fails(azure_backup_emulator: Emulator) -> N
     assert requests.get(f"{azure_backup_emulator.base_url}/_emulator/health", verify=azure_backup_emulator.ca_file).ok
 
 
-def test_certificate_names_ip_and_localhost(azure_backup_emulator: Emulator) -> None:
+def test_certificate_names_ipv4_ipv6_and_localhost(azure_backup_emulator: Emulator) -> None:
     pem = ssl.get_server_certificate(("127.0.0.1", azure_backup_emulator.port))
     cert = x509.load_pem_x509_certificate(pem.encode())
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "localhost" in sans.get_values_for_type(x509.DNSName)
-    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1", "::1"]
     localhost_url = azure_backup_emulator.base_url.replace("127.0.0.1", "localhost")
     assert requests.get(f"{localhost_url}/_emulator/health", verify=azure_backup_emulator.ca_file).ok
 

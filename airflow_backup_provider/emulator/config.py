@@ -1,4 +1,5 @@
-"""Public value types of the emulator: seeded identities, configuration, faults and the request log entries.
+"""Configuration and seed data of the emulator: seeded identities and items, :class:`EmulatorConfig`, :class:`Fault`,
+and the value types it hands out (:class:`RecordedRequest`, :class:`JobView`).
 
 Everything here is plain data (no I/O) so it can be imported cheaply, e.g. by the pytest plugin or a demo script.
 """
@@ -255,6 +256,8 @@ class JobView:
     start_time: datetime
     end_time: datetime | None
     job_type: str
+    vault_name: str = VAULT_NAME
+    resource_group: str = RESOURCE_GROUP
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -11,8 +11,8 @@ import os
 import urllib.request
 from typing import Any
 
-from .models import Fault
-from .tls import client_ssl_context
+from airflow_backup_provider.emulator.config import Fault
+from airflow_backup_provider.emulator.tls import client_ssl_context
 
 
 class AdminClient:
