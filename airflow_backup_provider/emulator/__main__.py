@@ -48,15 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.operation_polls_in_progress,
         help="polls an async operation answers InProgress before it succeeds",
     )
+    parser.add_argument(
+        "--vaults",
+        type=int,
+        default=defaults.vaults,
+        help="vaults in the seeded resource group: vault-demo, vault-demo-02 ... (default %(default)s)",
+    )
+    parser.add_argument(
+        "--items-per-vault",
+        type=int,
+        default=defaults.items_per_vault,
+        help="healthy generated items (VM, file share, SQL database in turn) in every vault (default %(default)s)",
+    )
+    parser.add_argument(
+        "--health-states",
+        action="store_true",
+        help="add to vault-demo one stale, one never backed up, one failed and one protection-stopped item",
+    )
     parser.add_argument("--export", action="store_true", help="print `export NAME='value'` lines instead")
     parser.add_argument("--log-level", default="WARNING", help="log level on stderr (default %(default)s)")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-    config = EmulatorConfig(
+def _config(args: argparse.Namespace) -> EmulatorConfig:
+    return EmulatorConfig(
         host=args.host,
         port=args.port,
         time_scale=args.time_scale,
@@ -64,7 +79,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         retry_after=args.retry_after,
         job_page_size=args.job_page_size,
         operation_polls_in_progress=args.operation_polls,
+        vaults=args.vaults,
+        items_per_vault=args.items_per_vault,
+        health_states=args.health_states,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        config = _config(args)
+    except ValueError as error:
+        parser.error(str(error))  # one line naming the setting and value, exit status 2
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:

@@ -27,10 +27,11 @@ from airflow_backup_provider.emulator.config import (
     JobOutcome,
     JobView,
     RecordedRequest,
+    SeededItem,
 )
 from airflow_backup_provider.emulator.entra import Entra, token_hash
 from airflow_backup_provider.emulator.faults import FaultBook
-from airflow_backup_provider.emulator.seed import seed_demo_vault
+from airflow_backup_provider.emulator.seed import make_seed, seed_fleet, seed_health_states, seed_item
 from airflow_backup_provider.emulator.state import Fleet, VaultState, utc_now
 from airflow_backup_provider.emulator.wire import HttpRequest, HttpResponse, Target, parse_target
 
@@ -79,7 +80,7 @@ class EmulatorApp:
 
     def _seed(self) -> Fleet:
         fleet = Fleet(self.config.location)
-        seed_demo_vault(fleet, utc_now())
+        seed_fleet(fleet, self.config, utc_now())
         return fleet
 
     # ---- identity ----------------------------------------------------------------------------------------------------
@@ -116,6 +117,12 @@ class EmulatorApp:
                 raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
             if {"host", "port"} & set(changes):
                 raise ValueError("host and port cannot change while the emulator runs")
+            seeds = EmulatorConfig.SEED_FIELDS & set(changes)
+            if seeds:
+                raise ValueError(
+                    f"{', '.join(sorted(seeds))}: seed settings apply at start (EmulatorConfig) and on reset; "
+                    "use add_vault / add_item to grow the fleet at run time"
+                )
             candidate = dataclasses.replace(self.config, **changes)  # validates
             self.config = candidate
             self.log.resize(candidate.max_recorded_requests)
@@ -145,6 +152,108 @@ class EmulatorApp:
         with vault.lock:
             item.behavior.outcome = cast(JobOutcome, outcome)
             item.behavior.duration_seconds = float(duration_seconds)
+
+    # ---- fleet ------------------------------------------------------------------------------------------------------
+
+    def resolve_vault(self, vault: str, resource_group: str | None = None) -> VaultState:
+        """The vault ``vault`` names: ``"name"`` (unique across resource groups) or ``"resource_group/name"``.
+
+        :param vault: the vault's name, or ``resource_group/name``.
+        :param resource_group: its resource group, when not part of ``vault``.
+        :raises KeyError: for an unknown vault; ValueError when a bare name is ambiguous.
+        """
+        if "/" in vault:
+            resource_group, _, vault = vault.partition("/")
+        if resource_group is not None:
+            found = self.fleet.vault(resource_group, vault)
+            if found is None:
+                raise KeyError(f"{resource_group}/{vault}")
+            return found
+        matches = [v for v in self.fleet.all_vaults() if v.vault_name.lower() == vault.lower()]
+        if not matches:
+            raise KeyError(vault)
+        if len(matches) > 1:
+            raise ValueError(f"vault name {vault!r} exists in several resource groups; pass resource_group/name")
+        return matches[0]
+
+    def add_vault(self, resource_group: str, name: str) -> str:
+        """Create an empty vault (its resource group too); returns its ARM id."""
+        return self.fleet.add_vault(resource_group, name).vault_path
+
+    def add_item(
+        self,
+        vault: str,
+        kind: str,
+        name: str,
+        *,
+        health: str = "healthy",
+        resource_group: str | None = None,
+        source_resource_group: str = "rg-fleet",
+        storage_account: str = "stfleet01",
+        server: str | None = None,
+    ) -> SeededItem:
+        """Protect a new item in ``vault`` (see :meth:`.server.Emulator.add_item`)."""
+        target = self.resolve_vault(vault, resource_group)
+        seed = make_seed(
+            kind, name, resource_group=source_resource_group, storage_account=storage_account, server=server
+        )
+        with target.lock:
+            seed_item(target, seed, utc_now(), health)
+        return seed
+
+    def seed_health_states(self, vault: str = VAULT_NAME, resource_group: str | None = None) -> dict[str, SeededItem]:
+        """Add the stale / never / failed / stopped items to ``vault``; returns their names by state."""
+        target = self.resolve_vault(vault, resource_group)
+        with target.lock:
+            return seed_health_states(target, utc_now())
+
+    def vault_summaries(self) -> list[dict[str, Any]]:
+        """Every vault with its item and job counts."""
+        out = []
+        for vault in self.fleet.all_vaults():
+            with vault.lock:
+                vault.advance(utc_now())
+                out.append(
+                    {
+                        "resource_group": vault.resource_group,
+                        "name": vault.vault_name,
+                        "id": vault.vault_path,
+                        "items": len(vault.items),
+                        "jobs": vault.job_count,
+                        "active_jobs": vault.active_job_count,
+                    }
+                )
+        return out
+
+    def job_view(self, job_id: str) -> JobView:
+        """One job of any vault, current status.
+
+        :raises KeyError: for an unknown job.
+        """
+        found = self.fleet.find_job(job_id)
+        if found is None:
+            raise KeyError(job_id)
+        vault, job = found
+        with vault.lock:
+            vault.advance(utc_now())
+            return job.view()
+
+    def finish_job(self, job_id: str, outcome: str = "Completed") -> JobView:
+        """End a running job now with ``outcome`` (Completed / CompletedWithWarnings / Failed).
+
+        :raises KeyError: for an unknown job; ValueError for a bad outcome.
+        """
+        if outcome not in JOB_OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(JOB_OUTCOMES)}, got {outcome!r}")
+        found = self.fleet.find_job(job_id)
+        if found is None:
+            raise KeyError(job_id)
+        vault, job = found
+        with vault.lock:
+            now = utc_now()
+            vault.advance(now)
+            vault.finish(job, now, outcome)
+            return job.view()
 
     def requests_snapshot(self) -> list[RecordedRequest]:
         return self.log.snapshot()

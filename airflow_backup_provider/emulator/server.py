@@ -295,10 +295,14 @@ class Emulator:
     def vault_url(self) -> str:
         return self.base_url + self.vault_id
 
-    def item_url(self, item: SeededItem) -> str:
-        """Absolute URL of a protected item (names unquoted, as the service prints them)."""
+    def item_url(self, item: SeededItem, vault: str | None = None) -> str:
+        """Absolute URL of a protected item (names unquoted, as the service prints them).
+
+        :param vault: the item's vault (``name`` or ``resource_group/name``); default the seeded one.
+        """
+        base = self.vault_url if vault is None else self.vault_url_of(vault)
         return (
-            f"{self.vault_url}/backupFabrics/{item.fabric_name}/protectionContainers/{item.container_name}"
+            f"{base}/backupFabrics/{item.fabric_name}/protectionContainers/{item.container_name}"
             f"/protectedItems/{item.protected_item_name}"
         )
 
@@ -341,10 +345,90 @@ class Emulator:
         return self.app.configure(**changes)
 
     def set_item_behavior(
-        self, protected_item_name: str, outcome: str = "Completed", duration_seconds: float = 1200.0
+        self,
+        protected_item_name: str,
+        outcome: str = "Completed",
+        duration_seconds: float = 1200.0,
+        *,
+        vault: str | None = None,
     ) -> None:
-        """How the item's next backup/restore jobs end and how many *virtual* seconds they run."""
-        self.app.set_item_behavior(protected_item_name, outcome, duration_seconds)
+        """How the item's next backup/restore jobs end and how many *virtual* seconds they run.
+
+        :param vault: the item's vault (``name`` or ``resource_group/name``); default the seeded one.
+        """
+        self.app.set_item_behavior(protected_item_name, outcome, duration_seconds, vault)
+
+    # ---- fleet -------------------------------------------------------------------------------------------------------
+
+    def add_vault(self, resource_group: str, name: str) -> str:
+        """Create an empty vault (and its resource group) in the emulated subscription; returns its ARM id.
+        :meth:`reset` removes it again (the seed is what :class:`EmulatorConfig` says).
+
+        :param resource_group: the vault's resource group.
+        :param name: the vault's name.
+        :raises ValueError: for an existing vault or an invalid name.
+        """
+        return self.app.add_vault(resource_group, name)
+
+    def add_item(
+        self,
+        vault: str,
+        kind: str,
+        name: str,
+        *,
+        health: str = "healthy",
+        resource_group: str | None = None,
+        source_resource_group: str = "rg-fleet",
+        storage_account: str = "stfleet01",
+        server: str | None = None,
+    ) -> SeededItem:
+        """Protect a new item, shaped and named as the service does for its workload, with matching job history.
+
+        :param vault: the vault: ``name`` (unique in the subscription) or ``resource_group/name``.
+        :param kind: ``VM``, ``AzureFileShare`` or ``SQLDataBase`` (aliases: ``vm``, ``file_share``, ``sql``, or the
+            backup management type ``AzureIaasVM`` / ``AzureStorage`` / ``AzureWorkload``).
+        :param name: the friendly name (VM, share or database name).
+        :param health: ``healthy`` (backed up 6 h ago), ``stale`` (3 days ago), ``never`` (IRPending, the
+            ``2001-01-01`` lastBackupTime sentinel), ``failed`` (the last backup job failed) or ``stopped``
+            (``protectionState: ProtectionStopped``).
+        :param resource_group: the vault's resource group, when ``vault`` is a bare name.
+        :param source_resource_group: resource group of the protected VM / storage account.
+        :param storage_account: a file share's storage account.
+        :param server: a SQL database's server VM (default ``vm-sql-{name}``).
+        :returns: the item's names, usable with :meth:`item_url` and the operators.
+        """
+        return self.app.add_item(
+            vault,
+            kind,
+            name,
+            health=health,
+            resource_group=resource_group,
+            source_resource_group=source_resource_group,
+            storage_account=storage_account,
+            server=server,
+        )
+
+    def seed_health_states(self, vault: str = VAULT_NAME) -> dict[str, SeededItem]:
+        """Add one item per unhealthy state a nightly check must report: ``stale`` (VM ``vm-stale``, last backup 3
+        days ago), ``never`` (VM ``vm-never``, never backed up), ``failed`` (file share ``share-failed``, last job
+        Failed), ``stopped`` (SQL ``db-stopped``, ProtectionStopped). Returns their names by state.
+
+        :param vault: the vault (``name`` or ``resource_group/name``).
+        """
+        return self.app.seed_health_states(vault)
+
+    @property
+    def vaults(self) -> list[dict[str, Any]]:
+        """Every vault: ``resource_group``, ``name``, ``id``, ``items``, ``jobs``, ``active_jobs``."""
+        return self.app.vault_summaries()
+
+    def vault_url_of(self, vault: str) -> str:
+        """Absolute URL of a vault (``name`` or ``resource_group/name``)."""
+        return self.base_url + self.app.resolve_vault(vault).vault_path
+
+    def finish_job(self, job_id: str, outcome: str = "Completed") -> JobView:
+        """End a running job now (e.g. one of the ``--jobs`` load jobs) with ``outcome``."""
+        return self.app.finish_job(job_id, outcome)
 
     def add_fault(self, fault: Fault) -> str:
         """Arm a fault; returns its id (visible in ``faults``)."""
@@ -382,7 +466,8 @@ class Emulator:
         return self.app.job_views()
 
     def job(self, job_id: str) -> JobView:
-        for view in self.jobs:
-            if view.job_id == job_id:
-                return view
-        raise KeyError(job_id)
+        """One job (of any vault) with its current status.
+
+        :raises KeyError: for an unknown job.
+        """
+        return self.app.job_view(job_id)

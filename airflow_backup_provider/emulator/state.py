@@ -446,6 +446,10 @@ class VaultState:
     def job_count(self) -> int:
         return len(self.jobs)
 
+    @property
+    def active_job_count(self) -> int:
+        return len(self._active)
+
 
 # --------------------------------------------------------------------------------------------------------------------
 # The subscription: vaults by resource group

@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from airflow_backup_provider.emulator import CLIENT_ID, CLIENT_SECRET, TENANT_ID
+from airflow_backup_provider.emulator import CLIENT_ID, CLIENT_SECRET, TENANT_ID, AdminClient
 
 
 def _stdout_lines(process: subprocess.Popen[str]) -> queue.Queue[str | None]:
@@ -123,3 +123,43 @@ def test_cli_export_format(tmp_path: pathlib.Path) -> None:
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_cli_seeds_a_fleet(tmp_path: pathlib.Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_backup_provider.emulator", "--ca-file", str(ca_file),
+         "--vaults", "2", "--items-per-vault", "3", "--health-states"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        lines = _take(_stdout_lines(process), 3)
+        base_url = json.loads(lines[0].partition("=")[2])["extra"]["resource_manager_endpoint"]
+        admin = AdminClient(base_url, ca_file)
+        vaults = {v["name"]: v["items"] for v in admin.vaults()}
+        assert vaults == {"vault-demo": 3 + 3 + 4, "vault-demo-02": 3}
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--vaults", "0"], "vaults must be in 1..1000, got 0"), (["--items-per-vault", "-1"], "items_per_vault")],
+)
+def test_cli_refuses_bad_fleet_sizes(tmp_path: pathlib.Path, argv: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_backup_provider.emulator", "--ca-file", str(tmp_path / "ca.pem"), *argv],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""

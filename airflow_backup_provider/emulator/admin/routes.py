@@ -1,7 +1,8 @@
 """Server side of the ``/_emulator/`` admin API (no auth, never faulted, never recorded); :mod:`.client` wraps it.
 
 Routes (JSON in and out): ``GET health``, ``GET|DELETE requests``, ``GET jobs``, ``GET|POST|DELETE faults``,
-``POST reset``, ``POST items/behavior``, ``GET|POST config``.
+``POST reset``, ``POST items/behavior``, ``GET|POST config``, ``GET|POST vaults``, ``POST items``,
+``POST seed/health-states``, ``POST jobs/{id}/finish``.
 """
 
 from __future__ import annotations
@@ -85,11 +86,64 @@ def _item_behavior(app: EmulatorApp, request: HttpRequest, params: dict[str, str
         raise AdminError(400, "protected_item_name is required")
     outcome = str(data.get("outcome", "Completed"))
     duration = float(data.get("duration_seconds", app.config.default_job_duration))
+    vault = data.get("vault")
     try:
-        app.set_item_behavior(name, outcome, duration)
+        app.set_item_behavior(name, outcome, duration, None if vault is None else str(vault))
     except KeyError:
         raise AdminError(404, f"unknown protected item {name!r}") from None
     return json_response(200, {"protected_item_name": name, "outcome": outcome, "duration_seconds": duration})
+
+
+def _vaults(app: EmulatorApp, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+    return json_response(200, {"value": app.vault_summaries()})
+
+
+def _add_vault(app: EmulatorApp, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+    data = _json(request)
+    resource_group, name = data.get("resource_group"), data.get("name")
+    if not isinstance(resource_group, str) or not isinstance(name, str):
+        raise AdminError(400, "resource_group and name (strings) are required")
+    return json_response(201, {"id": app.add_vault(resource_group, name)})
+
+
+_ITEM_FIELDS = frozenset(
+    {"vault", "kind", "name", "health", "resource_group", "source_resource_group", "storage_account", "server"}
+)
+
+
+def _add_item(app: EmulatorApp, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+    data = _json(request)
+    unknown = set(data) - _ITEM_FIELDS
+    if unknown:
+        raise AdminError(400, f"unknown item field(s): {', '.join(sorted(unknown))}")
+    for required in ("vault", "kind", "name"):
+        if not isinstance(data.get(required), str):
+            raise AdminError(400, f"{required} (a string) is required")
+    options = {k: str(v) for k, v in data.items() if k not in ("vault", "kind", "name") and v is not None}
+    try:
+        seed = app.add_item(data["vault"], data["kind"], data["name"], **options)
+    except KeyError as error:
+        raise AdminError(404, f"unknown vault {error.args[0]!r}") from None
+    return json_response(201, dataclasses.asdict(seed))
+
+
+def _seed_health_states(app: EmulatorApp, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+    data = _json(request)
+    vault = str(data.get("vault") or "vault-demo")
+    try:
+        seeds = app.seed_health_states(vault)
+    except KeyError:
+        raise AdminError(404, f"unknown vault {vault!r}") from None
+    return json_response(201, {state: dataclasses.asdict(seed) for state, seed in seeds.items()})
+
+
+def _finish_job(app: EmulatorApp, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+    outcome = str(_json(request).get("outcome", "Completed"))
+    try:
+        view = app.finish_job(params["job"], outcome)
+    except KeyError:
+        raise AdminError(404, f"unknown job {params['job']!r}") from None
+    return json_response(200, view.to_dict())
 
 
 def _config(app: EmulatorApp, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
@@ -112,6 +166,11 @@ ROUTES: tuple[tuple[str, re.Pattern[str], Handler], ...] = tuple(
         ("DELETE", r"faults", _clear_faults),
         ("POST", r"reset", _reset),
         ("POST", r"items/behavior", _item_behavior),
+        ("GET", r"vaults", _vaults),
+        ("POST", r"vaults", _add_vault),
+        ("POST", r"items", _add_item),
+        ("POST", r"seed/health-states", _seed_health_states),
+        ("POST", r"jobs/(?P<job>[^/]+)/finish", _finish_job),
         ("GET", r"config", _config),
         ("POST", r"config", _configure),
     )
