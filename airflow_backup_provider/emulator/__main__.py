@@ -65,6 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add to vault-demo one stale, one never backed up, one failed and one protection-stopped item",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=defaults.jobs,
+        help="backup jobs already InProgress at start, spread over the vaults, each on its own VM item "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--jobs-duration",
+        type=float,
+        default=defaults.jobs_duration,
+        help="virtual seconds those jobs run (default %(default)s: a day)",
+    )
+    parser.add_argument(
+        "--max-recorded-requests",
+        type=int,
+        default=defaults.max_recorded_requests,
+        help="the request log keeps the newest N requests (default %(default)s)",
+    )
     parser.add_argument("--export", action="store_true", help="print `export NAME='value'` lines instead")
     parser.add_argument("--log-level", default="WARNING", help="log level on stderr (default %(default)s)")
     return parser
@@ -82,6 +101,9 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         vaults=args.vaults,
         items_per_vault=args.items_per_vault,
         health_states=args.health_states,
+        jobs=args.jobs,
+        jobs_duration=args.jobs_duration,
+        max_recorded_requests=args.max_recorded_requests,
     )
 
 

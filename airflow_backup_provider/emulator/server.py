@@ -149,6 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # listen backlog: a thousand clients connecting at once are queued, not refused
     daemon_threads = True
     block_on_close = False  # keep-alive clients must not make stop() wait
     allow_reuse_address = True

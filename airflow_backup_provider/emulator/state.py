@@ -197,6 +197,7 @@ class VaultState:
         self._order: list[tuple[datetime, int]] = []  # sort keys of all jobs, ascending
         self._by_key: dict[tuple[datetime, int], JobState] = {}
         self._active: dict[str, JobState] = {}  # non-terminal jobs by lower-cased id
+        self._active_order: list[tuple[datetime, int]] = []  # their sort keys, ascending
         self._due: list[tuple[datetime, int, JobState]] = []  # heap of (due, seq, job); stale entries are skipped
         self._rng = random.Random()
 
@@ -327,6 +328,7 @@ class VaultState:
             job.end = start + timedelta(seconds=duration)
         else:
             self._active[key] = job
+            bisect.insort(self._active_order, job.key)
             heapq.heappush(self._due, (job.due, job.seq, job))
             if operation == "Backup":
                 item.active_backup = job
@@ -390,7 +392,10 @@ class VaultState:
     def _finalize(self, job: JobState, status: str, at: datetime) -> None:
         job.final_status = status
         job.end = at
-        self._active.pop(job.job_id.lower(), None)
+        if self._active.pop(job.job_id.lower(), None) is not None:
+            index = bisect.bisect_left(self._active_order, job.key)
+            if index < len(self._active_order) and self._active_order[index] == job.key:
+                del self._active_order[index]
         item = job.item
         if item.active_backup is job:
             item.active_backup = None
@@ -425,18 +430,14 @@ class VaultState:
         """Jobs newest first, strictly older than ``before`` and starting at or after ``since``.
 
         Walks only what the caller consumes (a page), not every job; ``active_only`` walks the non-terminal jobs.
+        The caller holds :attr:`lock` while it iterates.
         """
-        if active_only:
-            candidates = sorted(self._active.values(), key=lambda j: j.key, reverse=True)
-            for job in candidates:
-                if (before is None or job.key < before) and (since is None or job.start >= since):
-                    yield job
-            return
-        index = len(self._order) if before is None else bisect.bisect_left(self._order, before)
-        floor = 0 if since is None else bisect.bisect_left(self._order, (since, -1))
+        order = self._active_order if active_only else self._order
+        index = len(order) if before is None else bisect.bisect_left(order, before)
+        floor = 0 if since is None else bisect.bisect_left(order, (since, -1))
         while index > floor:
             index -= 1
-            yield self._by_key[self._order[index]]
+            yield self._by_key[order[index]]
 
     def sorted_jobs(self) -> list[JobState]:
         """Newest first (by start time, then creation order)."""
