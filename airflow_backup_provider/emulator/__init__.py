@@ -48,7 +48,7 @@ Where things are (in the style of moto / Azurite): :mod:`.config` (seeded identi
 request pipeline; ``routes``: the route table; ``handlers``: one handler per operation), :mod:`.faults`, :mod:`.odata`
 (``$filter`` and ``$skipToken``), :mod:`.state` (vaults, items, jobs, operations) apart from :mod:`.render` (their
 JSON), :mod:`.seed` (seed data), :mod:`.admin` (``routes``: the admin API; ``client``: :class:`AdminClient`),
-:mod:`.app` (dispatch, request log), :mod:`.server` (HTTPS transport and the :class:`Emulator` facade),
+:mod:`.app` (dispatch, request log), :mod:`.server` (HTTPS transport), :mod:`.facade` (the :class:`Emulator` facade),
 :mod:`.tls` (throwaway CA from ``trustme``), :mod:`.pytest_plugin` (opt-in fixtures).
 
 This package never imports Airflow.
@@ -82,7 +82,7 @@ from .config import (
     RecordedRequest,
     SeededItem,
 )
-from .server import Emulator
+from .facade import Emulator
 
 __all__ = [
     "CLIENT_ID",

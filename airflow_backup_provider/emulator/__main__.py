@@ -2,9 +2,11 @@
 
     python -m airflow_backup_provider.emulator --port 8443 --ca-file /tmp/emu-ca.pem --time-scale 60
 
-Standard output gets exactly three ``NAME=value`` lines (Airflow connection JSON, then the two CA variables), so a
-shell can pick them up, e.g. ``while IFS= read -r line; do export "$line"; done`` (or pass ``--export`` for
-``export NAME='value'`` lines meant for ``eval``). Logs go to standard error.
+Standard output gets exactly three ``NAME=value`` lines (Airflow connection JSON, then the two CA variables, which
+name the combined bundle: system CAs plus the emulator's CA), so a shell can pick them up, e.g.
+``while IFS= read -r line; do export "$line"; done`` (or pass ``--export`` for ``export NAME='value'`` lines meant for
+``eval``). Logs go to standard error. A busy ``--port`` ends with one line on standard error and exit status 1;
+``--port 0`` picks a free port.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from .config import EmulatorConfig
-from .server import Emulator
+from .facade import Emulator
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default=defaults.host, help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default %(default)s)")
     parser.add_argument("--ca-file", required=True, help="where to write the throwaway CA certificate (PEM)")
+    parser.add_argument(
+        "--ca-bundle",
+        help="where to write the system CAs plus the emulator CA, printed as REQUESTS_CA_BUNDLE / SSL_CERT_FILE "
+        "(default: CA-FILE without .pem, plus -bundle.pem)",
+    )
     parser.add_argument(
         "--time-scale",
         type=float,
@@ -123,7 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
 
-    emulator = Emulator(config, ca_file=args.ca_file).start()
+    try:
+        emulator = Emulator(config, ca_file=args.ca_file, ca_bundle=args.ca_bundle).start()
+    except OSError as error:  # a busy port: one line that names it and says what to do, no traceback
+        print(f"{parser.prog}: error: {error.strerror or error}", file=sys.stderr)
+        return 1
     try:
         env = emulator.client_env()
         for name in ("AIRFLOW_CONN_AZURE_BACKUP_DEFAULT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):

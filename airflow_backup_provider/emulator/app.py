@@ -1,6 +1,6 @@
 """The emulator's application, independent of sockets: it dispatches a request to Entra ID (:mod:`.entra`), the ARM
 API (:mod:`.arm`) or the admin API (:mod:`.admin.routes`), keeps the request log, and offers the steering calls the
-:class:`~.server.Emulator` facade exposes.
+:class:`~.facade.Emulator` facade exposes.
 
 :meth:`EmulatorApp.handle` takes an :class:`~.wire.HttpRequest` and returns an :class:`~.wire.HttpResponse` (or one
 marked ``abort`` for the connection-reset faults). There is no application-wide lock around a request: each part has
@@ -192,7 +192,7 @@ class EmulatorApp:
         storage_account: str = "stfleet01",
         server: str | None = None,
     ) -> SeededItem:
-        """Protect a new item in ``vault`` (see :meth:`.server.Emulator.add_item`)."""
+        """Protect a new item in ``vault`` (see :meth:`.facade.Emulator.add_item`)."""
         target = self.resolve_vault(vault, resource_group)
         seed = make_seed(
             kind, name, resource_group=source_resource_group, storage_account=storage_account, server=server

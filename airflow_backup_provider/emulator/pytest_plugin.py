@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from .config import EmulatorConfig
-from .server import Emulator
+from .facade import Emulator
 
 SESSION_TIME_SCALE = 600.0
 
