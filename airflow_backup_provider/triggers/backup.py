@@ -11,6 +11,7 @@ from azure.core.exceptions import AzureError
 from airflow_backup_provider.exceptions import AzureBackupError
 from airflow_backup_provider.hooks.backup import AzureBackupAsyncHook, hook_params_from_plain, plain_hook_params
 from airflow_backup_provider.protocol import build_job_event, describe_job_failure, job_event_status
+from airflow_backup_provider.triggers.watcher import wait_batched_event
 
 
 class BackupJobTrigger(BaseTrigger):
@@ -29,6 +30,9 @@ class BackupJobTrigger(BaseTrigger):
     :param cancel_on_timeout: Cancel the job when the deadline passes.
     :param cancel_on_kill: Cancel the job when the deferred task is killed (``BaseTrigger.on_kill``, Airflow 3.3+).
     :param hook_params: Plain-JSON :class:`AzureBackupAsyncHook` parameters (timeouts, retry policy as a dict).
+    :param batched: Share one watcher per (connection, vault) with the other batched triggers of this triggerer: one
+        jobs listing per interval for them all, one session and credential (:mod:`.watcher`). False: this trigger
+        polls its own job with its own hook.
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class BackupJobTrigger(BaseTrigger):
         cancel_on_timeout: bool = False,
         cancel_on_kill: bool = False,
         hook_params: dict[str, Any] | None = None,
+        batched: bool = True,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -54,6 +59,7 @@ class BackupJobTrigger(BaseTrigger):
         self.cancel_on_timeout = cancel_on_timeout
         self.cancel_on_kill = cancel_on_kill
         self.hook_params = plain_hook_params(hook_params)
+        self.batched = bool(batched)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -68,6 +74,7 @@ class BackupJobTrigger(BaseTrigger):
                 "cancel_on_timeout": self.cancel_on_timeout,
                 "cancel_on_kill": self.cancel_on_kill,
                 "hook_params": self.hook_params,
+                "batched": self.batched,
             },
         )
 
@@ -80,6 +87,8 @@ class BackupJobTrigger(BaseTrigger):
         yield TriggerEvent(await self._wait_for_job())
 
     async def _wait_for_job(self) -> dict[str, Any]:
+        if self.batched:
+            return await wait_batched_event(self)
         try:
             async with self._hook() as hook:
                 result = await hook.await_job(
