@@ -12,6 +12,7 @@ its own (the clock is a parameter).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -142,6 +143,10 @@ def poll_vault(
     """
     if not watched:
         return VaultPoll(listed=True)
+    if api.policy.max_throttle_wait is None:
+        # A throttled request is not slept through inside the poll: the watcher waits the whole Retry-After (not
+        # capped) once for the vault, with every job of it.
+        api = dataclasses.replace(api, policy=dataclasses.replace(api.policy, max_throttle_wait=0.0))
     observations: dict[str, Observation] = {}
     listed_ok = False
     covered: dict[str, BackupJob] = {}

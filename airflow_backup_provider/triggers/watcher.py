@@ -78,6 +78,7 @@ class VaultWatcher:
     subscriptions: dict[str, set[Subscription]] = field(default_factory=dict)
     jobs: dict[str, WatchedJob] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+    closing: bool = False  # the poll loop ended; the pooled session and credential are being released
     polls: int = 0
     rng: random.Random = field(default_factory=random.Random)
 
@@ -108,7 +109,8 @@ class VaultWatcher:
         conn_id, rg, vault_name, _ = self.key
         hook = self._hook()
         try:
-            async with hook:
+            try:
+                await hook.acquire()
                 vault = hook.vault_ref(rg or None, vault_name or None)
                 await asyncio.sleep(next_poll_delay(self.interval, self.rng, first=True))
                 while self.subscriptions:
@@ -121,13 +123,15 @@ class VaultWatcher:
                     else:
                         delay = next_poll_delay(self.interval, self.rng)
                     await asyncio.sleep(delay)
-        except asyncio.CancelledError:
-            raise
-        except (AzureBackupError, AzureError, Exception) as exc:  # a broken watcher must not leave waits hanging
-            log.warning("Watcher of vault %s (connection %s) failed: %s", vault_name or "(default)", conn_id, exc)
-            self._fail_all(f"{type(exc).__name__}: {exc}")
+            except asyncio.CancelledError:
+                raise
+            except (AzureBackupError, AzureError, Exception) as exc:  # a broken watcher must not leave waits hanging
+                log.warning("Watcher of vault %s (connection %s) failed: %s", vault_name or "(default)", conn_id, exc)
+                self._fail_all(f"{type(exc).__name__}: {exc}")
         finally:
+            self.closing = True
             self.registry._forget(self)
+            await hook.aclose()
 
     async def _poll(self, hook: PooledAsyncHook, vault: VaultRef) -> VaultPoll:
         self.polls += 1
@@ -193,11 +197,12 @@ class WatcherRegistry:
         if watcher is None:
             return
         sub.watcher = None
-        if watcher.remove(sub) and self.watchers.get(watcher.key) is watcher:
+        if watcher.remove(sub):
             self._forget(watcher)
             task = watcher.task
             if task is not None and not task.done():
-                task.cancel()
+                if not watcher.closing:  # still polling or sleeping: stop it (its cleanup is never interrupted)
+                    task.cancel()
                 try:
                     await task
                 except asyncio.CancelledError:
