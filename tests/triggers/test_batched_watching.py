@@ -96,7 +96,7 @@ def test_many_waits_share_one_listing_and_get_their_own_summary(emulator: Emulat
 
     events = asyncio.run(go())
     assert [e["status"] for e in events] == ["failed"] + ["success"] * 5
-    for job_id, event in zip(ids, events):
+    for job_id, event in zip(ids, events, strict=True):
         validate_job_event(event, job_id)
         assert event["summary"]["job_id"] == job_id
     assert "error codes: " in events[0]["message"]
