@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from datetime import datetime, timezone
 from airflow_backup_provider.emulator import Emulator, JobView, RecordedRequest, SeededItem
 
 PROC = pathlib.Path("/proc")
+# A poll of a backup's async operation (any of the three endpoints a 202 may name).
+OPERATION_POLL = re.compile(r"/(operationsStatus|operationResults|backupOperations)/", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

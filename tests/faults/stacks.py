@@ -37,6 +37,8 @@ def _with_parent(child: ProcessInfo | None) -> tuple[ProcessInfo, ProcessInfo] |
 class Airflow3FaultStack(AirflowStack):
     """The Airflow 3 e2e stack on ``tests/faults/dags``; ``client_env`` may add settings (e.g. timeouts)."""
 
+    has_task_state_store = True
+
     def env(self) -> dict[str, str]:
         env = super().env()
         env["AIRFLOW__CORE__DAGS_FOLDER"] = str(FAULT_DAGS_FOLDER)
@@ -67,6 +69,8 @@ class Airflow3FaultStack(AirflowStack):
 
 class Airflow2Stack(Airflow3FaultStack):
     """One Airflow 2.11 ``airflow scheduler`` (SequentialExecutor, SQLite; it parses the DAGs itself)."""
+
+    has_task_state_store = False
 
     def env(self) -> dict[str, str]:
         env = super().env()

@@ -48,12 +48,25 @@ def stack(azure_backup_emulator_session: Emulator, tmp_path_factory: pytest.Temp
 
 
 def test_raw_task_runner_killed_while_the_first_job_runs(stack: Airflow2Stack, fault_emulator: Emulator) -> None:
-    kill_after_post(stack, fault_emulator, RUNNING_DAG_ID, VM_ITEM, first_job_running=True)
+    """Operation held InProgress: the retry searches the item's jobs and finds the running one."""
+    kill_after_post(stack, fault_emulator, RUNNING_DAG_ID, VM_ITEM, first_job_running=True, window="held_operation")
 
 
 def test_raw_task_runner_killed_and_the_first_job_finished(stack: Airflow2Stack, fault_emulator: Emulator) -> None:
-    kill_after_post(stack, fault_emulator, FINISHED_DAG_ID, FILE_SHARE_ITEM, first_job_running=False)
+    """Killed in the 202's Retry-After sleep: the retry searches (no store on 2.11)."""
+    kill_after_post(
+        stack, fault_emulator, FINISHED_DAG_ID, FILE_SHARE_ITEM, first_job_running=False, window="retry_after"
+    )
 
 
 def test_worker_death_and_the_first_job_finished(stack: Airflow2Stack, fault_emulator: Emulator) -> None:
-    kill_after_post(stack, fault_emulator, FINISHED_DAG_ID, FILE_SHARE_ITEM, first_job_running=False, worker_death=True)
+    """Operation held InProgress, no one reports the death: the search finds the finished job."""
+    kill_after_post(
+        stack,
+        fault_emulator,
+        FINISHED_DAG_ID,
+        FILE_SHARE_ITEM,
+        first_job_running=False,
+        window="held_operation",
+        worker_death=True,
+    )

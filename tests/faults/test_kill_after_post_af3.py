@@ -41,6 +41,8 @@ def stack(
         **azure_backup_emulator_session.client_env(),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+        # The 5 s default failed a task start now and then on the shared 2-core machine (api-server busy).
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
     }
     airflow_stack = Airflow3FaultStack(home=tmp_path_factory.mktemp("airflow-faults-home"), client_env=env)
     try:
@@ -52,14 +54,27 @@ def stack(
 
 
 def test_task_runner_killed_while_the_first_job_runs(stack: Airflow3FaultStack, fault_emulator: Emulator) -> None:
-    kill_after_post(stack, fault_emulator, RUNNING_DAG_ID, VM_ITEM, first_job_running=True)
+    """Operation held InProgress: the retry searches the item's jobs and finds the running one."""
+    kill_after_post(stack, fault_emulator, RUNNING_DAG_ID, VM_ITEM, first_job_running=True, window="held_operation")
 
 
 def test_task_runner_killed_and_the_first_job_finished(stack: Airflow3FaultStack, fault_emulator: Emulator) -> None:
-    kill_after_post(stack, fault_emulator, FINISHED_DAG_ID, FILE_SHARE_ITEM, first_job_running=False)
+    """Killed in the 202's Retry-After sleep: the retry reads the kept operation id."""
+    kill_after_post(
+        stack, fault_emulator, FINISHED_DAG_ID, FILE_SHARE_ITEM, first_job_running=False, window="retry_after"
+    )
 
 
 def test_worker_death_and_the_first_job_finished(stack: Airflow3FaultStack, fault_emulator: Emulator) -> None:
+    """Operation held InProgress, no one reports the death: the search finds the finished job."""
     started = time.monotonic()
-    kill_after_post(stack, fault_emulator, FINISHED_DAG_ID, FILE_SHARE_ITEM, first_job_running=False, worker_death=True)
+    kill_after_post(
+        stack,
+        fault_emulator,
+        FINISHED_DAG_ID,
+        FILE_SHARE_ITEM,
+        first_job_running=False,
+        window="held_operation",
+        worker_death=True,
+    )
     print(f"\n[faults] worker death: kill -> retried run done in {time.monotonic() - started:.0f} s", flush=True)
