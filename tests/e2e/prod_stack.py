@@ -27,6 +27,7 @@ import pwd
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,16 @@ AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", *TRIGGERERS, *
 SERVERS = ("postgres", "redis")
 DB_NAME = "airflow"
 DB_USER = "airflow"
+
+
+NODE_ENV = "AIRFLOW_STACK_NODE"
+
+
+def node_hostname() -> str:
+    """``[core] hostname_callable`` of the stack: each process reports its own node name (``worker-1``...), as if
+    every component ran on a host of its own, so ``task_instance.hostname`` names the worker that ran a try and
+    ``job.hostname`` the triggerer that holds a trigger."""
+    return os.environ.get(NODE_ENV) or socket.getfqdn()
 
 
 def postgres_bin() -> pathlib.Path:
@@ -244,16 +255,19 @@ class ProductionStack:
                 # Name the driver: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3.
                 "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{pg}",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-                # See tests/e2e/stack.py and apache/airflow #71172: keep the supervisor's exit notice ahead of the
-                # next reschedule date.
-                "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+                # See tests/e2e/stack.py and apache/airflow #71172: keep the supervisor's exit notice well ahead of
+                # the next reschedule date (poke_interval >= 5 s). Every running task heartbeats this often.
+                "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
                 **self.extra_env,
                 **self.client_env,
             }
         )
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "tests.e2e.prod_stack.node_hostname"
         if name is not None:
+            env[NODE_ENV] = name
             # A log server of its own for each process (on separate hosts they would all use 8793 / 8794).
             env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(self.log_ports[f"{name}:worker"])
             env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(self.log_ports[f"{name}:trigger"])
