@@ -33,7 +33,9 @@ for dag_id, deferrable in (("prod_shape_reschedule", False), ("prod_shape_deferr
             task_id="trigger_backup",
             container_name="{{ params.container_name }}",
             protected_item_name="{{ params.protected_item_name }}",
-            retries=2,
+            # One retry for the killed worker; more for a heartbeat timeout on a starved 2-core machine (seen with
+            # load from other processes: a healthy try failed after 20 s without heartbeat and was retried).
+            retries=3,
             retry_delay=timedelta(seconds=2),
         )
         wait = BackupJobSensor(
