@@ -71,8 +71,7 @@ def protect_vms(emulator: Emulator, count: int) -> list[SeededItem]:
     if add_item is not None:
         return [add_item(VAULT_NAME, "VM", name) for name in names]
 
-    from airflow_backup_provider.emulator.models import ItemBehavior
-    from airflow_backup_provider.emulator.state import ItemState, RecoveryPointState
+    from airflow_backup_provider.emulator import models, state  # the emulator's internals (no add_item yet)
 
     items = [
         SeededItem(
@@ -90,17 +89,17 @@ def protect_vms(emulator: Emulator, count: int) -> list[SeededItem]:
     ]
     last = datetime.now(timezone.utc) - timedelta(days=1)
     with emulator.app.lock:
-        state = emulator.app.state
+        vault = emulator.app.state
         for seed in items:
-            item = ItemState(
+            item = state.ItemState(
                 seed=seed,
-                behavior=ItemBehavior(),
-                protected_item_data_id=str(10**17 + len(state.items)),
+                behavior=models.ItemBehavior(),
+                protected_item_data_id=str(10**17 + len(vault.items)),
                 last_backup_status="Completed",
                 last_backup_time=last,
             )
-            item.recovery_points.append(RecoveryPointState(rp_id=state.new_rp_id(), time=last))
-            state.items[seed.protected_item_name.lower()] = item
+            item.recovery_points.append(state.RecoveryPointState(rp_id=vault.new_rp_id(), time=last))
+            vault.items[seed.protected_item_name.lower()] = item
     return items
 
 
