@@ -32,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_backup_provider.emulator import SUBSCRIPTION_ID, VAULT_NAME, Emulator, Fault, JobView, SeededItem
+from airflow_backup_provider.emulator import VAULT_NAME, Emulator, Fault, JobView, SeededItem
 
 from .prod_stack import TRIGGERERS, WORKERS, ProductionStack, StackError
 from .stack import RunObservation
@@ -61,46 +61,8 @@ def report(message: str) -> None:
 
 
 def protect_vms(emulator: Emulator, count: int) -> list[SeededItem]:
-    """Protect ``count`` more VMs in the emulator's seeded vault (``vm-prod-01``...), one backup each in the test.
-
-    Uses ``Emulator.add_item`` where the emulator has it; otherwise writes the vault state directly, under its lock
-    (each new VM with one old recovery point, like the seeded ones).
-    """
-    names = [f"vm-prod-{index:02d}" for index in range(1, count + 1)]
-    add_item = getattr(emulator, "add_item", None)
-    if add_item is not None:
-        return [add_item(VAULT_NAME, "VM", name) for name in names]
-
-    from airflow_backup_provider.emulator import models, state  # the emulator's internals (no add_item yet)
-
-    items = [
-        SeededItem(
-            container_name=f"IaasVMContainer;iaasvmcontainerv2;rg-prod;{vm}",
-            protected_item_name=f"VM;iaasvmcontainerv2;rg-prod;{vm}",
-            friendly_name=vm,
-            backup_management_type="AzureIaasVM",
-            workload="VM",
-            source_resource_id=(
-                f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg-prod/providers/Microsoft.Compute/"
-                f"virtualMachines/{vm}"
-            ),
-        )
-        for vm in names
-    ]
-    last = datetime.now(timezone.utc) - timedelta(days=1)
-    with emulator.app.lock:
-        vault = emulator.app.state
-        for seed in items:
-            item = state.ItemState(
-                seed=seed,
-                behavior=models.ItemBehavior(),
-                protected_item_data_id=str(10**17 + len(vault.items)),
-                last_backup_status="Completed",
-                last_backup_time=last,
-            )
-            item.recovery_points.append(state.RecoveryPointState(rp_id=vault.new_rp_id(), time=last))
-            vault.items[seed.protected_item_name.lower()] = item
-    return items
+    """Protect ``count`` more VMs in the emulator's seeded vault (``vm-prod-01``...), one backup each in the test."""
+    return [emulator.add_item(VAULT_NAME, "VM", f"vm-prod-{index:02d}") for index in range(1, count + 1)]
 
 
 @pytest.fixture
