@@ -209,3 +209,50 @@ def throttle_delay(interval: float, poll: VaultPoll) -> float:
     if poll.throttled_for is None:
         return interval
     return max(interval, poll.throttled_for)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Many jobs in one reschedule poke (BackupJobsSensor)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobsVerdict:
+    """Where a set of jobs stands: which still run (or were not seen), which failed, the summaries of all seen.
+
+    :param pending: job ids not terminal yet (or not found), in the order asked.
+    :param failed: ``(job id, message)`` of every job that ended Failed / Cancelled / Invalid (and warnings when asked).
+    :param summaries: the summary of every terminal job, by id, in the order asked.
+    """
+
+    pending: list[str]
+    failed: list[tuple[str, str]]
+    summaries: dict[str, dict[str, object]]
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    def describe_failures(self) -> str:
+        return f"{len(self.failed)} of {len(self.summaries)} backup jobs did not succeed: " + " | ".join(
+            message for _, message in self.failed
+        )
+
+
+def judge_jobs(job_ids: Iterable[str], jobs: Mapping[str, BackupJob], *, fail_on_warnings: bool = False) -> JobsVerdict:
+    """Judge many jobs at once; ``jobs`` maps lower-case job ids to the job as read."""
+    from airflow_backup_provider.protocol import describe_job_failure, job_event_status
+
+    pending: list[str] = []
+    failed: list[tuple[str, str]] = []
+    summaries: dict[str, dict[str, object]] = {}
+    for job_id in job_ids:
+        job = jobs.get(job_id.lower())
+        if job is None or not job.is_terminal:
+            pending.append(job_id)
+            continue
+        summaries[job_id] = job.summary()
+        status = job_event_status(job)
+        if status == "failed" or (status == "warning" and fail_on_warnings):
+            failed.append((job_id, describe_job_failure(job)))
+    return JobsVerdict(pending, failed, summaries)
