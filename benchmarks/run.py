@@ -25,6 +25,8 @@ from collections import Counter
 from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+STARTED = time.perf_counter()
+sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-backup-bench-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
@@ -43,7 +45,7 @@ from airflow_backup_provider.triggers.backup import BackupJobTrigger  # noqa: E4
 TIME_SCALE = EMULATOR.config.time_scale
 POKE_INTERVAL = 1.0
 # Wall seconds a tracked job runs in the sensor/trigger scenarios (long enough for several polls).
-JOB_SECONDS = 15.0
+JOB_SECONDS = 6.0
 
 
 def classify(request: Any) -> str:
@@ -89,7 +91,7 @@ def scenario_reschedule_sensor(emulator: Emulator) -> dict[str, Any]:
     return {"pokes": pokes, "requests": counts(emulator)}
 
 
-def scenario_deferrable(emulator: Emulator) -> dict[str, Any]:
+def scenario_deferrable(emulator: Emulator, batched: bool = False) -> dict[str, Any]:
     emulator.reset()
     emulator.set_item_behavior(
         VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=JOB_SECONDS * TIME_SCALE
@@ -98,7 +100,11 @@ def scenario_deferrable(emulator: Emulator) -> dict[str, Any]:
 
     async def wait() -> dict[str, Any]:
         trigger = BackupJobTrigger(
-            job_id=job_id, azure_backup_conn_id="azure_backup_default", end_time=time.time() + 120, poll_interval=1
+            job_id=job_id,
+            azure_backup_conn_id="azure_backup_default",
+            end_time=time.time() + 120,
+            poll_interval=1,
+            batched=batched,
         )
         async for event in trigger.run():
             return event.payload
@@ -167,14 +173,20 @@ def main() -> int:
         results["operator_only"] = scenario_operator_only(EMULATOR)
         results["reschedule_sensor"] = scenario_reschedule_sensor(EMULATOR)
         results["deferrable_trigger"] = scenario_deferrable(EMULATOR)
+        results["batched_trigger"] = scenario_deferrable(EMULATOR, batched=True)
         results["latency"] = latency(EMULATOR)
     finally:
         EMULATOR.stop()
         _TMP.cleanup()
     results["core"] = core()
+    import fleet  # benchmarks/fleet.py: separate processes for the emulator and every measured program
+
+    results["fleet"] = fleet.run_all()
+    results["wall_s_total"] = round(time.perf_counter() - STARTED, 1)
     out = REPO / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    (REPO / "BENCHMARKS.md").write_text(fleet.render_markdown(results))
     print(json.dumps(results, indent=2))
     return 0
 
