@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+_PARTIAL = REPO / "benchmarks" / "results" / "triggerer-partial.json"
 PY = sys.executable
 
 
@@ -217,6 +218,7 @@ def role_triggerer(mode: str, interval_text: str, spec_file: str, out_file: str)
         while time.time() < deadline and not all(j in events for j in finished):
             await asyncio.sleep(0.05)
         latencies = [events[j] - t for j, t in finished.items() if j in events]
+        result["finished_ids"] = list(finished)
         result["detected"] = f"{len(latencies)}/{len(finished)}"
         result["detection_latency_s_median"] = statistics.median(latencies) if latencies else None
         result["detection_latency_s_max"] = max(latencies) if latencies else None
@@ -350,25 +352,15 @@ def triggerer(sizes: list[int], interval: float) -> list[dict[str, Any]]:
                         continue
                     result = json.loads(out.read_text())
                     result["run_wall_s"] = time.perf_counter() - started
+                    done = set(result.pop("finished_ids", []))
                     results.append(result)
-                    # A fresh job state for the second mode: unfinish nothing; the sampled jobs are finished, so
-                    # the second mode watches the remaining ones.
-                    spec.write_text(
-                        json.dumps(
-                            {
-                                "jobs": [j for j in jobs[:n] if j["job_id"] not in _finished(emu)],
-                                "base_url": emu.base_url,
-                                "ca_file": emu.ca_file,
-                            }
-                        )
-                    )
+                    _PARTIAL.write_text(json.dumps(results, indent=1))
+                    # The sampled jobs are finished now: the second mode watches the remaining ones.
+                    jobs = [j for j in jobs if j["job_id"] not in done]
+                    spec.write_text(json.dumps({"jobs": jobs[:n], "base_url": emu.base_url, "ca_file": emu.ca_file}))
         finally:
             emu.stop()
     return results
-
-
-def _finished(emu: EmulatorProcess) -> set[str]:
-    return {j["job_id"] for j in emu.admin.jobs() if j.get("status") != "InProgress"}
 
 
 def health_check() -> dict[str, Any]:
