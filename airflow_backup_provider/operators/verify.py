@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_backup_provider import protocol
+from airflow_backup_provider.assets import emit_backup_asset_event
 from airflow_backup_provider.core import verification
 from airflow_backup_provider.core.verification import Check
 from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupVerificationError
@@ -38,6 +39,8 @@ class VerifyBackupOperator(BaseOperator):
       ``protectedItemHealthStatus`` are good and ``lastBackupStatus`` is good for the item's type (``Completed`` on a
       VM, ``Healthy`` on workload and file-share items); the ``2001-01-01`` "never backed up" sentinel fails it.
     - ``recovery_point_recent`` (with ``max_recovery_point_age``): the newest recovery point is at most that old.
+
+    A passed verification emits the item's asset event (:mod:`airflow_backup_provider.assets`).
 
     Returns the report ``{"ok", "job_id", "item", "status", "recovery_point_id", "recovery_point_time", "checks"}``,
     also pushed under XCom key ``verification`` — before raising
@@ -144,4 +147,13 @@ class VerifyBackupOperator(BaseOperator):
             self.log.info("%s %s: %s", "PASS" if check.ok else "FAIL", check.name, check.detail)
         if not report["ok"]:
             raise AzureBackupVerificationError(verification.verification_failure_message(report), report=report)
+        emit_backup_asset_event(
+            self,
+            context,
+            self.hook,
+            job,
+            protected_item_name=self.protected_item_name,
+            container_name=self.container_name,
+            **where,
+        )
         return report

@@ -17,6 +17,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_backup_provider import protocol
+from airflow_backup_provider.assets import emit_backup_asset_event
 from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupNotFoundError
 from airflow_backup_provider.hooks.backup import AzureBackupHook
 from airflow_backup_provider.links.backup import AzureBackupJobLink
@@ -104,6 +105,9 @@ class BackupJobSensor(BaseSensorOperator):
             return False
         summary = protocol.check_job_outcome(job, fail_on_warnings=self.fail_on_warnings)
         push_job_xcom(self.hook, context, job_id, self.hook.vault_ref(self.resource_group_name, self.vault_name))
+        emit_backup_asset_event(
+            self, context, self.hook, job, resource_group_name=self.resource_group_name, vault_name=self.vault_name
+        )
         return PokeReturnValue(is_done=True, xcom_value=summary)
 
     def execute(self, context: Context) -> Any:
@@ -151,6 +155,9 @@ class BackupJobSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(str(exc)) from exc
         push_job_xcom(
             self.hook, context, summary["job_id"], self.hook.vault_ref(self.resource_group_name, self.vault_name)
+        )
+        emit_backup_asset_event(
+            self, context, self.hook, summary, resource_group_name=self.resource_group_name, vault_name=self.vault_name
         )
         return summary
 
