@@ -197,6 +197,13 @@ class BackupReportNotifier(BaseNotifier):
         self.title = title
         self.timeout = timeout
         self.sent: list[Message] = []
+        # One instance serves every task of default_args; rendering is in place, so keep the templates.
+        self._templates = {name: getattr(self, name) for name in self.template_fields}
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        for name, template in self._templates.items():
+            setattr(self, name, template)
+        super().render_template_fields(context, jinja_env)
 
     # -- rendering ----------------------------------------------------------------------------------------------------
     def _pull(self, ti: Any, key: str) -> Any:
@@ -224,8 +231,12 @@ class BackupReportNotifier(BaseNotifier):
                 job_id = ti.xcom_pull(task_ids=ti.task_id, key="job_id")
             except Exception:
                 job_id = None
+        if not job_id:  # e.g. a sensor that failed: its (rendered) job_id argument
+            task_job_id = getattr(context.get("task"), "job_id", None)
+            job_id = task_job_id if isinstance(task_job_id, str) and "{{" not in task_job_id else None
         exception = context.get("exception")
         state = getattr(ti, "state", None)
+        state = getattr(state, "value", state)  # TaskInstanceState.FAILED -> "failed"
         return render_missing_report(
             job_id=str(job_id) if job_id else None,
             task=getattr(ti, "task_id", None) or self.report_task_id,

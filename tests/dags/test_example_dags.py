@@ -57,9 +57,17 @@ def assert_success(dag_run: Any, tis: dict[str, Any], emulator: Emulator, status
     assert summary["job_id"] == job_id and summary["status"] == status
     assert emulator.job(job_id).status == status
     verification = xcom(tis["verify"])
-    assert verification["recovery_points_since_start"] >= 1
+    assert verification["ok"] and verification["job_id"] == job_id and verification["status"] == status
+    assert [c["name"] for c in verification["checks"]] == [
+        "job_succeeded",
+        "recovery_point_exists",
+        "item_healthy",
+        "recovery_point_recent",
+    ]
     message = xcom(tis["notify"])
-    assert job_id in message and status in message and verification["recovery_point_id"] in message
+    assert message["ok"] and "vm-app-01 passed" in message["title"]
+    assert ["Job", job_id] in message["facts"] and ["Job status", status] in message["facts"]
+    assert ["Recovery point", verification["recovery_point_id"]] in message["facts"]
     assert_job_link(tis["trigger_backup"], job_id)
 
 
@@ -109,7 +117,39 @@ class TestVerifyNotify:
         assert job.status == "Failed"
         logs = task_logs()
         assert f"Azure Backup job {job_id}" in logs and "ended Failed; error codes: " in logs
-        assert "Azure Backup FAILED" in logs  # the failure notifier ran
+        # The failure notifier ran and named the job (the sensor leaves no report).
+        assert f"Azure Backup FAILED: job {job_id} failed" in logs
+
+    def test_failed_verification_notifies_every_failed_check(
+        self, verify_notify: Any, emulator: Emulator, task_logs: Any
+    ) -> None:
+        from airflow.utils.state import DagRunState, TaskInstanceState
+
+        # The backup completes with warnings, then the item reports the "never backed up" sentinel.
+        emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=600)
+
+        def forget_backups(*_: Any) -> None:  # no public emulator call for it yet: edit the in-process state
+            with emulator.app.lock:
+                item = emulator.app.state.item_by_name(VM_ITEM.protected_item_name)
+                item.recovery_points.clear()
+
+        verify_notify.azure_backup_verify_notify.get_task("wait_for_backup").post_execute = forget_backups
+        try:
+            dag_run, tis = run(verify_notify.azure_backup_verify_notify)
+        finally:
+            del verify_notify.azure_backup_verify_notify.get_task("wait_for_backup").post_execute
+        assert dag_run.state == DagRunState.FAILED
+        assert tis["verify"].state == TaskInstanceState.FAILED
+        report = xcom(tis["verify"], "verification")
+        assert {c["name"]: c["ok"] for c in report["checks"]} == {
+            "job_succeeded": True,
+            "recovery_point_exists": False,
+            "item_healthy": True,
+            "recovery_point_recent": False,
+        }
+        logs = task_logs()
+        assert "Azure Backup FAILED: vm-app-01 FAILED (2 of 4 checks)" in logs
+        assert "FAIL recovery_point_exists: no recovery point of vm-app-01" in logs
 
     @pytest.mark.parametrize(
         "fault",
@@ -142,38 +182,57 @@ class TestVerifyNotify:
         assert "requests/" in agents[0]  # after one cheap synchronous check
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def nightly_check() -> Any:
+    # Fresh per test: dag.test() renders templated fields (params) into the task objects in place.
     return load_module(REPO / "example_dags" / "azure_backup_nightly_check.py")
 
 
 @pytest.mark.usefixtures("airflow_db")
 class TestNightlyCheck:
-    def test_healthy_vault_passes(self, nightly_check: Any, emulator: Emulator) -> None:
+    def test_healthy_vault_passes_without_notifying(
+        self, nightly_check: Any, emulator: Emulator, task_logs: Any
+    ) -> None:
         from airflow.utils.state import DagRunState
 
+        dag = nightly_check.dag
+        assert "0 6 * * *" in (getattr(dag, "schedule", None), getattr(dag, "schedule_interval", None))
         dag_run, tis = run(nightly_check.dag)
         assert dag_run.state == DagRunState.SUCCESS
-        result = xcom(tis["check"])
-        assert result["items"] == 3 and not result["failed"] and not result["stale"]
-        assert "no failed backups" in xcom(tis["report"])
+        report = xcom(tis["check"])
+        assert report["items"] == 3 and report["ok"] and len(report["healthy"]) == 3
+        assert "Nightly Azure Backup check FAILED" not in task_logs()
 
     def test_failed_backup_and_stale_items_fail_the_run(
         self, nightly_check: Any, emulator: Emulator, task_logs: Any
     ) -> None:
         from airflow.utils.state import DagRunState, TaskInstanceState
 
+        emulator.configure(operation_polls_in_progress=0)
         emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Failed", duration_seconds=60)
-        hook = AzureBackupHook()
+        hook = AzureBackupHook(operation_poll_interval=0.05)
         job = hook.wait_for_job(
             hook.trigger_backup(VM_ITEM.container_name, VM_ITEM.protected_item_name).job_id, poll_interval=0.2
         )
         assert job.status == "Failed"
-        dag_run, tis = run(nightly_check.dag, max_age_hours=0.0001)  # every item is now "too old"
+        dag_run, tis = run(nightly_check.dag, max_age_hours=0.0001)  # every other item is now "too old"
         assert dag_run.state == DagRunState.FAILED
-        assert tis["report"].state == TaskInstanceState.FAILED
-        result = xcom(tis["check"])
-        assert [f["job_id"] for f in result["failed"]] == [job.job_id]
-        assert str(job.errors[0].code) in result["failed"][0]["errors"]
-        assert {s["item"] for s in result["stale"]} == {"vm-app-01", "share-reports", "salesdb"}
-        assert "Nightly Azure Backup check FAILED" in task_logs()
+        assert tis["check"].state == TaskInstanceState.FAILED
+        report = xcom(tis["check"], "health_report")
+        assert [(f["item"], f["job_id"]) for f in report["failed"]] == [("vm-app-01", job.job_id)]
+        assert str(job.errors[0].code) in report["failed"][0]["reason"]
+        assert {s["item"] for s in report["stale"]} == {"share-reports", "salesdb"}
+        logs = task_logs()
+        assert "Nightly Azure Backup check FAILED: 3 unhealthy item(s)" in logs
+        assert f"FAILED {report['vaults'][0]} vm-app-01: latest backup job {job.job_id}" in logs
+
+    def test_unreadable_vault_is_reported_next_to_the_readable_one(
+        self, nightly_check: Any, emulator: Emulator
+    ) -> None:
+        from airflow.utils.state import DagRunState
+
+        dag_run, tis = run(nightly_check.dag, vaults=["rg-gone/vault-gone", "rg-backup-demo/vault-demo"])
+        assert dag_run.state == DagRunState.FAILED
+        report = xcom(tis["check"], "health_report")
+        assert [e["vault"] for e in report["vault_errors"]] == ["rg-gone/vault-gone"]
+        assert len(report["healthy"]) == 3
