@@ -37,8 +37,10 @@ class AzureBackupApiError(AzureBackupError):
         request_id: str | None,
         method: str,
         url: str,
+        retry_after: float | None = None,
     ) -> None:
         self.http_status = http_status
+        self.retry_after = retry_after  # seconds the service asked to wait (429 / 503), when it said so
         self.error_code = error_code
         self.error_message = message
         self.request_id = request_id

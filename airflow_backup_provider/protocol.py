@@ -16,6 +16,7 @@ Spec: ``tests/spec/bms.json`` (api-version 2026-10-01) and its x-ms-examples.
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import json
 import logging
 import math
@@ -53,8 +54,8 @@ FABRIC_NAME = "Azure"
 OPERATION_IN_PROGRESS_CODES = frozenset({"UserErrorBackupOperationInProgress", "SystemBackupOperationInProgress"})
 # The service's date format in $filter clauses (CLI: strftime('%Y-%m-%d %I:%M:%S %p')).
 FILTER_DATE_FORMAT = "%Y-%m-%d %I:%M:%S %p"
-# 404 codes that say the job's container is missing: waiting will not make the job appear.
-CONTAINER_NOT_FOUND_CODES = frozenset({"ResourceNotFound", "ResourceGroupNotFound", "SubscriptionNotFound"})
+# 404 codes that alone prove a job's parent is gone (``ResourceNotFound`` does not: see explain_job_not_found).
+PARENT_NOT_FOUND_CODES = frozenset({"ResourceGroupNotFound", "SubscriptionNotFound"})
 # No wait loop polls faster than this, whatever it is configured with (quota of the subscription's reads).
 MIN_POLL_INTERVAL = 0.1
 # 200 resources per page (ResourceList) x 1000 pages: far beyond any vault; a guard against a nextLink loop.
@@ -116,10 +117,18 @@ def resolve_cloud(name: str | None) -> CloudEnvironment:
 
 
 def _normalize_base_url(fieldname: str, value: str) -> str:
-    parts = urlsplit(value.strip())
-    if parts.scheme != "https" or not parts.hostname:
-        raise AzureBackupConfigError(fieldname, value, "must be an https:// URL (TLS verification is never disabled)")
-    return f"https://{parts.netloc}{parts.path.rstrip('/')}"
+    """A configured endpoint as ``https://host[:port][/path]``; anything a parser could read two ways is refused.
+
+    The value is echoed in the error only when it carries no userinfo (which may hold a password).
+    """
+    text = value.strip()
+    shown: Any = "<redacted: contains userinfo>" if "@" in text else text
+    try:
+        origin = parse_origin(text, allow_query=False)
+    except ValueError as exc:
+        raise AzureBackupConfigError(fieldname, shown, f"{exc} (TLS verification is never disabled)") from None
+    path = urlsplit(text).path.rstrip("/")
+    return f"{origin.url}{path}"
 
 
 @dataclass(frozen=True)
@@ -241,6 +250,17 @@ class OperationStatusValue:
     CANCELED = "Canceled"
 
     FAILURE_STATUSES = frozenset({FAILED, CANCELED, INVALID})
+    ALL_STATUSES = frozenset({INVALID, IN_PROGRESS, SUCCEEDED, FAILED, CANCELED})
+
+
+def canonical_status(value: Any, known: Iterable[str], default: str = "Unknown") -> str:
+    """A status in the spec's spelling: the service documents PascalCase, but ``completed`` means Completed too.
+
+    Every status comparison in this package runs on parsed objects, so this is the one place case is handled.
+    """
+    text = str(value).strip() if value is not None and str(value).strip() else default
+    folded = text.casefold()
+    return next((name for name in known if name.casefold() == folded), text)
 
 
 JOB_OPERATIONS = frozenset(
@@ -522,7 +542,7 @@ def parse_job(body: Any) -> BackupJob:
         job_id=job_id,
         resource_id=_str_or_none(body.get("id")),
         # A missing status is unknown (still running, with a warning), not the terminal "Invalid".
-        status=str(props.get("status") or "Unknown"),
+        status=canonical_status(props.get("status"), BackupJobStatus.ALL_STATUSES),
         operation=_str_or_none(props.get("operation")),
         entity_friendly_name=_str_or_none(props.get("entityFriendlyName")),
         backup_management_type=_str_or_none(props.get("backupManagementType")),
@@ -565,7 +585,7 @@ def parse_operation_status(body: Any) -> OperationStatus:
     job_ids = tuple(str(j) for j in props.get("jobIds") or ())
     return OperationStatus(
         operation_id=str(body.get("name") or body.get("id") or ""),
-        status=str(body["status"]),
+        status=canonical_status(body["status"], OperationStatusValue.ALL_STATUSES),
         job_id=_str_or_none(props.get("jobId")) or (job_ids[0] if job_ids else None),
         job_ids=job_ids,
         error_code=_str_or_none(error.get("code")),
@@ -816,6 +836,7 @@ def error_from_response(request: ApiRequest, response: ApiResponse) -> AzureBack
         request_id=response.request_id,
         method=request.method,
         url=redact_url(request.url),
+        retry_after=parse_retry_after(response) if status in (429, 503) else None,
     )
 
 
@@ -826,6 +847,9 @@ class RetryPolicy:
     - GET: retried on 408/429/5xx and on connection errors, resets and timeouts.
     - POST: retried only when the service cannot have acted: 429 and a refused connection.
     - ``Retry-After`` (capped at ``max_retry_after``) wins over the exponential backoff.
+    - ``max_throttle_wait``: a 429 / 503 that asks for a longer wait is raised at once
+      (:class:`AzureBackupThrottledError` with ``retry_after``) instead of slept through — for callers that hold a
+      worker slot and can come back later (a reschedule-mode poke). None: sleep as above.
     - 401: the token is re-acquired once and the request repeated.
     """
 
@@ -833,6 +857,7 @@ class RetryPolicy:
     backoff_base: float = 1.0
     backoff_max: float = 30.0
     max_retry_after: float = 120.0
+    max_throttle_wait: float | None = None
 
     def backoff(self, attempt: int) -> float:
         return min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
@@ -840,8 +865,10 @@ class RetryPolicy:
     def validate(self) -> RetryPolicy:
         if self.max_attempts < 1:
             raise AzureBackupConfigError("max_attempts", self.max_attempts, "must be at least 1")
-        for name in ("backoff_base", "backoff_max", "max_retry_after"):
+        for name in ("backoff_base", "backoff_max", "max_retry_after", "max_throttle_wait"):
             value = getattr(self, name)
+            if value is None and name == "max_throttle_wait":
+                continue
             if not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
                 raise AzureBackupConfigError(name, value, "must be a non-negative number of seconds")
         return self
@@ -890,6 +917,13 @@ def call(request: ApiRequest, policy: RetryPolicy) -> Flow[ApiResponse]:
         if response.status in retry_statuses and attempt < policy.max_attempts:
             retry_after = parse_retry_after(response)
             delay = min(retry_after, policy.max_retry_after) if retry_after is not None else policy.backoff(attempt)
+            asked = retry_after if retry_after is not None else delay
+            if (
+                response.status in (429, 503)
+                and policy.max_throttle_wait is not None
+                and asked > policy.max_throttle_wait
+            ):
+                raise error_from_response(request, response)  # the caller comes back later, its slot freed
             log.warning(
                 "%s %s answered %s (x-ms-request-id=%s); retrying in %.1f s (attempt %d of %d).",
                 request.method,
@@ -1089,17 +1123,105 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Scheme, host and effective port of a URL, canonical: lower-case host, no trailing dot, port filled in."""
+
+    host: str
+    port: int
+    scheme: str = "https"
+
+    @property
+    def netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host + ("" if self.port == 443 else f":{self.port}")
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.netloc}"
+
+
+# A plain absolute https URL: no userinfo, no backslash, no fragment. Characters are checked before this runs.
+_PLAIN_URL = re.compile(
+    r"^https://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?(?P<rest>[/?][^#]*)?$"
+)
+_DOTTED_NUMBERS = re.compile(r"^[0-9.]+$")
+_NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
+
+
+def parse_origin(url: str, *, allow_query: bool = True) -> Origin:
+    """The origin a URL names, or :class:`ValueError` for anything but a plain ``https://host[:port]/path?query``.
+
+    Refused, because HTTP libraries disagree on them (a check with one parser and a connection with another sends
+    the token elsewhere): userinfo (``@``), backslashes, whitespace and control characters, fragments, empty or
+    malformed hosts, IPv4 addresses that are not four canonical decimal octets (``127.1``, ``0x7f.0.0.1``,
+    ``2130706433``, ``127.000.0.1``), relative and scheme-relative URLs, any scheme but https.
+    """
+    if not isinstance(url, str) or not url:
+        raise ValueError("is empty")
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F or ch == "\\" for ch in url):
+        raise ValueError("contains whitespace, a control character or a backslash")
+    if not url.lower().startswith("https://"):
+        raise ValueError("must be an https:// URL (absolute)")
+    match = _PLAIN_URL.match(url)
+    if match is None:
+        raise ValueError("must be a plain https://host[:port]/path URL (no userinfo, fragment or odd host)")
+    if not allow_query and "?" in (match.group("rest") or ""):
+        raise ValueError("must not carry a query string")
+    host = match.group("host").lower()
+    if host.startswith("["):
+        try:
+            host = str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            raise ValueError("has a malformed IPv6 host") from None
+    else:
+        host = host.removesuffix(".")
+        labels = host.split(".")
+        if not host or any(not label for label in labels):
+            raise ValueError("has an empty host or an empty host label")
+        if _DOTTED_NUMBERS.match(host) or _NUMERIC_LABEL.match(labels[-1]):
+            try:
+                address = ipaddress.IPv4Address(host)
+            except ValueError:
+                raise ValueError("has a numeric host that is not a canonical IPv4 address") from None
+            if str(address) != host:
+                raise ValueError("has a numeric host that is not a canonical IPv4 address")
+    port_text = match.group("port")
+    port = int(port_text) if port_text else 443
+    if not 0 < port < 65536:
+        raise ValueError("has a port outside 1-65535")
+    return Origin(host=host, port=port)
+
+
+def origin_from_parts(scheme: str | None, userinfo: str | None, host: str | None, port: int | None) -> Origin | None:
+    """Canonical origin from the parts an HTTP library parsed (None when there is userinfo, no host or no https)."""
+    if (scheme or "").lower() != "https" or userinfo or not host:
+        return None
+    host = host.lower().strip("[]").removesuffix(".")
+    if ":" in host:  # IPv6: one spelling per address
+        try:
+            host = str(ipaddress.IPv6Address(host))
+        except ValueError:
+            return None
+    return Origin(host=host, port=port or 443)
+
+
 def same_host(url: str, base_url: str) -> bool:
-    """True when ``url`` has the scheme, host and port of ``base_url`` (a malformed URL is never the same host)."""
+    """True when ``url`` is a plain https URL on the scheme, host and port of ``base_url`` (else never)."""
     try:
-        return _origin(url) == _origin(base_url)
+        return parse_origin(url) == parse_origin(base_url)
     except ValueError:
         return False
 
 
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or 443
+def describe_host(url: str) -> str:
+    """The authority of a refused URL for an error message, without any userinfo (it may hold a password)."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        netloc = ""
+    netloc = netloc.rsplit("@", 1)[-1] if netloc else url[:60]
+    return "".join(ch if ch.isprintable() else "?" for ch in netloc)
 
 
 @dataclass(frozen=True)
@@ -1142,6 +1264,11 @@ class BackupApi:
     api_version: str = DEFAULT_API_VERSION
     policy: RetryPolicy = field(default_factory=RetryPolicy)
 
+    @property
+    def origin(self) -> Origin:
+        """The only origin the bearer token is ever sent to."""
+        return parse_origin(self.base_url)
+
     def url(self, path: str, query: Mapping[str, str] | None = None, *, api_version: str | None = None) -> str:
         params = {"api-version": api_version or self.api_version, **(query or {})}
         return f"{self.base_url}{path}?{urlencode(params, quote_via=quote, safe='')}"
@@ -1149,9 +1276,7 @@ class BackupApi:
     def follow_url(self, url: str, source: str, *, replace_api_version: bool = False) -> str:
         """Validate a server-provided URL: it must be on the ARM host, since the bearer token goes with it."""
         if not same_host(url, self.base_url):
-            raise AzureBackupForeignHostError(
-                source=source, url_host=urlsplit(url).netloc or url[:80], arm_host=urlsplit(self.base_url).netloc
-            )
+            raise AzureBackupForeignHostError(source=source, url_host=describe_host(url), arm_host=self.origin.netloc)
         if not replace_api_version:
             return url  # the api-version in a returned header URL is opaque; follow it as given
         parts = urlsplit(url)
@@ -1332,7 +1457,11 @@ class TriggeredOperation:
 
 
 def trigger_and_follow(
-    api: BackupApi, request: ApiRequest, item: ItemRef, wait: WaitSettings
+    api: BackupApi,
+    request: ApiRequest,
+    item: ItemRef,
+    wait: WaitSettings,
+    on_accepted: Callable[[OperationHandle], None] | None = None,
 ) -> Flow[TriggeredOperation]:
     """POST a backup/restore trigger, then follow its operation to the jobId.
 
@@ -1346,6 +1475,8 @@ def trigger_and_follow(
     except AzureBackupError as exc:
         raise AzureBackupAcceptedError(operation_id="", cause=exc) from exc
     log.info("Azure accepted the request; operation %s (x-ms-request-id=%s).", handle.operation_id, response.request_id)
+    if on_accepted is not None:
+        on_accepted(handle)  # e.g. record the operation id durably before the long wait for the job id
     try:
         status = yield from follow_operation(api, handle, item, wait)
     except AzureBackupOperationError:
@@ -1409,11 +1540,12 @@ def find_item_backup_jobs(
     start: datetime,
     end: datetime,
     status: str | None = None,
+    operation: str = "Backup",
 ) -> Flow[list[BackupJob]]:
-    """Backup jobs of ``item`` that started between ``start`` and ``end``, newest first."""
+    """Jobs of ``operation`` (Backup, Restore) of ``item`` that started between ``start`` and ``end``, newest first."""
     odata = build_job_filter(
         status=status,
-        operation="Backup",
+        operation=operation,
         backup_management_type=item.backup_management_type
         if item.backup_management_type in BACKUP_MANAGEMENT_TYPES
         else None,
@@ -1487,6 +1619,36 @@ def jobs_started_by_request(jobs: Iterable[BackupJob], posted_at: datetime, skew
     return [j for j in candidates if j.start_time is None or j.start_time >= posted_at - skew]
 
 
+def find_jobs_of_request(
+    api: BackupApi,
+    item: ItemRef,
+    posted_at: datetime,
+    *,
+    operation: str = "Backup",
+    skew: timedelta,
+    visible_within: float,
+    poll_interval: float,
+    now: Callable[[], datetime],
+) -> Flow[list[BackupJob]]:
+    """The jobs a POST sent at ``posted_at`` may have started, finished ones included (see jobs_started_by_request).
+
+    A job shows in the listing a little after its POST; until ``visible_within`` seconds after ``posted_at`` an empty
+    search is repeated, after that it proves there is no such job. A failing lookup raises: only a search that
+    succeeded can prove a POST started nothing.
+    """
+    found = yield from call_parsed(api.get_protected_item(item), api.policy, parse_protected_item)
+    while True:
+        jobs = yield from find_item_backup_jobs(
+            api, item.vault, found, start=posted_at - skew, end=now() + timedelta(minutes=5), operation=operation
+        )
+        candidates = jobs_started_by_request(jobs, posted_at, skew)
+        remaining = (posted_at + timedelta(seconds=visible_within) - now()).total_seconds()
+        if candidates or remaining <= 0:
+            return candidates
+        log.info("No %s job of %s since %s yet; looking again.", operation, item.protected_item_name, posted_at)
+        yield Sleep(min(max(poll_interval, MIN_POLL_INTERVAL), remaining))
+
+
 def status_is_success(status: str, *, fail_on_warnings: bool = False) -> bool:
     """Completed, or CompletedWithWarnings unless warnings fail."""
     if fail_on_warnings:
@@ -1494,9 +1656,29 @@ def status_is_success(status: str, *, fail_on_warnings: bool = False) -> bool:
     return status in BackupJobStatus.SUCCESS_STATUSES
 
 
-def job_not_visible(error: AzureBackupError) -> bool:
-    """A 404 about the job itself (it may appear in a moment), not about its vault, group or subscription."""
-    return isinstance(error, AzureBackupNotFoundError) and error.error_code not in CONTAINER_NOT_FOUND_CODES
+def explain_job_not_found(api: BackupApi, vault: VaultRef, job_id: str, error: AzureBackupNotFoundError) -> Flow[None]:
+    """Decide what a 404 on a job GET means: return when the job is just not visible yet, raise when waiting is futile.
+
+    ARM answers ``ResourceNotFound`` both for a missing vault and (undocumented) for a job it does not show yet, so
+    the code alone proves only a missing resource group or subscription. Otherwise one GET of the vault decides:
+    it exists → the job is not visible yet; it is missing → fail at once, naming the vault.
+    """
+    if error.error_code in PARENT_NOT_FOUND_CODES:
+        raise error
+    try:
+        yield from call(api.get_vault(vault), api.policy)
+    except AzureBackupNotFoundError as missing:
+        raise AzureBackupNotFoundError(
+            http_status=missing.http_status,
+            error_code=missing.error_code,
+            message=(
+                f"vault {vault.vault_name!r} in resource group {vault.resource_group_name!r} (subscription "
+                f"{vault.subscription_id}) does not exist, so job {job_id} never will: {missing.error_message}"
+            ),
+            request_id=missing.request_id,
+            method=missing.method,
+            url=missing.url,
+        ) from error
 
 
 @dataclass(frozen=True)
@@ -1519,18 +1701,24 @@ def wait_for_job(
 ) -> Flow[JobWaitResult]:
     """Poll a job until it is terminal or the (wall-clock) deadline passes.
 
-    A job that answers 404 right after its trigger is polled again for ``not_found_grace`` seconds; a 404 about the
-    vault, resource group or subscription fails at once.
+    A job that answers 404 right after its trigger is polled again for ``not_found_grace`` seconds when its vault
+    exists (:func:`explain_job_not_found`); a missing vault, resource group or subscription fails at once. Throttling
+    that outlasts the per-request retries is waited out (``Retry-After``, bounded by the deadline), never a failure.
     """
     first_poll = clock()
     job: BackupJob | None = None
     while True:
+        delay = poll_interval
         try:
             job = yield from get_job(api, vault, job_id)
         except AzureBackupNotFoundError as exc:
-            if not job_not_visible(exc) or clock() - first_poll > not_found_grace:
+            if clock() - first_poll > not_found_grace:
                 raise
-            log.warning("Job %s not found yet; polling again.", job_id)
+            yield from explain_job_not_found(api, vault, job_id, exc)
+            log.warning("Job %s not found yet (its vault exists); polling again.", job_id)
+        except AzureBackupThrottledError as exc:
+            delay = max(poll_interval, exc.retry_after or 0.0)
+            log.warning("Reading job %s is throttled; waiting %.0f s as the service asked.", job_id, delay)
         else:
             log.info("Job %s (%s): %s", job_id, job.entity_friendly_name, job.describe_progress())
             if job.is_terminal:
@@ -1538,7 +1726,7 @@ def wait_for_job(
         remaining = deadline - clock()
         if remaining <= 0:
             return JobWaitResult(job, timed_out=True)
-        yield Sleep(min(max(poll_interval, MIN_POLL_INTERVAL), remaining))
+        yield Sleep(min(max(delay, MIN_POLL_INTERVAL), remaining))
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -29,4 +29,9 @@ else:
                     return self.get_job_result(external_id, context)
 
 
-__all__ = ["ResumableJobMixin"]
+try:  # not in common-compat's sdk module
+    from airflow.sdk.exceptions import AirflowRescheduleException
+except ImportError:  # Airflow 2
+    from airflow.exceptions import AirflowRescheduleException  # type: ignore[no-redef,attr-defined,unused-ignore]
+
+__all__ = ["AirflowRescheduleException", "ResumableJobMixin"]

@@ -28,6 +28,8 @@ EXAMPLES_DIR = SPEC_DIR / "examples"
 
 import pytest  # noqa: E402
 
+pytest_plugins = ["airflow_backup_provider.emulator.pytest_plugin"]
+
 
 class RecordingTI:
     """The two TaskInstance calls the operators make (``xcom_push`` / ``xcom_pull``), recorded for assertions."""

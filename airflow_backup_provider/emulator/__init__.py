@@ -7,7 +7,10 @@ What is emulated (all on one ``https://127.0.0.1:PORT`` origin, TLS with a throw
 
 - Entra ID: ``GET /{tenant}/v2.0/.well-known/openid-configuration`` (and the v1 path, instance discovery, JWKS) and
   ``POST /{tenant}/oauth2/v2.0/token`` (client credentials, AADSTS errors), enough for azure-identity's sync and
-  async ``ClientSecretCredential`` with ``authority=base_url`` and ``disable_instance_discovery=True``.
+  async ``ClientSecretCredential`` with ``authority=base_url`` and ``disable_instance_discovery=True``. Scopes are
+  ``<resource>/.default`` for the audiences ARM accepts: the emulator's own ``base_url``,
+  ``https://management.azure.com/`` and ``https://management.core.windows.net/`` (with or without the trailing slash),
+  so the official SDKs work with their default credential scopes; any other resource is AADSTS500011.
 - ARM, below ``/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.RecoveryServices/vaults/{vault}``: vault
   GET, protected items (list/get), backup trigger → operation status/result → job, jobs (get/list with $filter and
   paging/cancel + cancel result), recovery points (list/get) and restore trigger. Bearer tokens from the token
@@ -40,13 +43,21 @@ case-insensitive, on the percent-decoded path — and fires for the first ``coun
 Admin API (no auth) under ``/_emulator/``: ``GET health``, ``GET|DELETE requests``, ``GET jobs``,
 ``GET|POST|DELETE faults``, ``POST reset``, ``POST items/behavior``, ``GET|POST config``; :class:`AdminClient` wraps it.
 
+Where things are (in the style of moto / Azurite): :mod:`.config` (seeded identities, :class:`EmulatorConfig`,
+:class:`Fault`, value types), :mod:`.entra` (token endpoint, metadata, issued tokens), :mod:`.arm` (``service``: the
+request pipeline; ``routes``: the route table; ``handlers``: one handler per operation), :mod:`.faults`, :mod:`.odata`
+(``$filter`` and ``$skipToken``), :mod:`.state` (vaults, items, jobs, operations) apart from :mod:`.render` (their
+JSON), :mod:`.seed` (seed data), :mod:`.admin` (``routes``: the admin API; ``client``: :class:`AdminClient`),
+:mod:`.app` (dispatch, request log), :mod:`.server` (HTTPS transport), :mod:`.facade` (the :class:`Emulator` facade),
+:mod:`.tls` (throwaway CA from ``trustme``), :mod:`.pytest_plugin` (opt-in fixtures).
+
 This package never imports Airflow.
 """
 
 from __future__ import annotations
 
 from .admin import AdminClient
-from .models import (
+from .config import (
     CLIENT_ID,
     CLIENT_SECRET,
     CONN_TYPE,
@@ -71,7 +82,7 @@ from .models import (
     RecordedRequest,
     SeededItem,
 )
-from .server import Emulator
+from .facade import Emulator
 
 __all__ = [
     "CLIENT_ID",

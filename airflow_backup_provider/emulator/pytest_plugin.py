@@ -1,5 +1,8 @@
 """pytest fixtures around the Azure Backup emulator (no Airflow imports; cheap to load).
 
+Opt-in: nothing loads it unless a ``conftest.py`` says
+``pytest_plugins = ["airflow_backup_provider.emulator.pytest_plugin"]``.
+
 - ``azure_backup_emulator_session`` (session): one running :class:`Emulator` with ``time_scale`` 600, so the default
   20-minute virtual backup takes 2 s; the CA lives in a pytest temp dir.
 - ``azure_backup_emulator`` (function): the same emulator reset to its seed, with ``AIRFLOW_CONN_AZURE_BACKUP_DEFAULT``,
@@ -17,8 +20,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from .models import EmulatorConfig
-from .server import Emulator
+from .config import EmulatorConfig
+from .facade import Emulator
 
 SESSION_TIME_SCALE = 600.0
 

@@ -1,4 +1,5 @@
-"""HTTPS transport of the emulator (stdlib ``http.server`` + ``ssl``) and the :class:`Emulator` facade.
+"""HTTPS transport of the emulator (stdlib ``http.server`` + ``ssl``): one thread per connection, a listen backlog of
+1024 (a thousand clients connecting at once are queued, not refused).
 
 - HTTP/1.1 with keep-alive; every response has a ``Content-Length`` (except 204, which has no body by definition).
 - The TLS handshake runs in the per-connection thread, so a client that never completes it cannot stall the accept
@@ -9,36 +10,16 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import shutil
 import socket
 import ssl
 import struct
-import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
-from .app import EmulatorApp, HttpRequest, HttpResponse
-from .models import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    CONN_TYPE,
-    DEFAULT_CONN_ID,
-    RESOURCE_GROUP,
-    SUBSCRIPTION_ID,
-    TENANT_ID,
-    VAULT_NAME,
-    EmulatorConfig,
-    Fault,
-    JobView,
-    RecordedRequest,
-    SeededItem,
-)
-from .tls import ServerCredentials, client_ssl_context, generate_credentials, server_ssl_context, write_ca_file
+from .app import EmulatorApp
+from .wire import HttpRequest, HttpResponse
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +33,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "AzureBackupEmulator/1.0"
     sys_version = ""
     timeout = 300  # idle keep-alive connections give their thread back after this (Azure's front door: ~4 min)
-    server: _Server
+    server: EmulatorServer
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -139,7 +120,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
 
 
-class _Server(ThreadingHTTPServer):
+class EmulatorServer(ThreadingHTTPServer):
+    request_queue_size = 1024  # listen backlog: a thousand clients connecting at once are queued, not refused
     daemon_threads = True
     block_on_close = False  # keep-alive clients must not make stop() wait
     allow_reuse_address = True
@@ -182,199 +164,4 @@ class _Server(ThreadingHTTPServer):
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
 
-class Emulator:
-    """Entra ID token endpoint + Azure Backup (Recovery Services) ARM API over HTTPS on 127.0.0.1.
-
-    >>> emu = Emulator(EmulatorConfig(time_scale=600)).start()
-    >>> emu.base_url, emu.ca_file                       # doctest: +SKIP
-    >>> emu.stop()
-    """
-
-    def __init__(self, config: EmulatorConfig | None = None, *, ca_file: str | os.PathLike[str] | None = None) -> None:
-        self._config = config or EmulatorConfig()
-        self._config.validate()
-        self._ca_target = os.fspath(ca_file) if ca_file is not None else None
-        self._tmpdir: str | None = None
-        self._ca_file: str | None = None
-        self._credentials: ServerCredentials | None = None
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self.app = EmulatorApp(self._config)
-
-    # ---- lifecycle ---------------------------------------------------------------------------------------------------
-
-    def start(self) -> Emulator:
-        """Generate the CA, write it to ``ca_file``, bind, and serve in a daemon thread. Returns ``self``."""
-        if self._server is not None:
-            raise RuntimeError("emulator already started")
-        host = self._config.host
-        hosts = ("127.0.0.1", "localhost") + ((host,) if host not in ("127.0.0.1", "localhost", "0.0.0.0") else ())
-        self._credentials = generate_credentials(hosts)
-        if self._ca_target is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="azure-backup-emulator-")
-            self._ca_target = os.path.join(self._tmpdir, "ca.pem")
-        self._ca_file = write_ca_file(self._credentials, self._ca_target)
-        self._server = _Server((host, self._config.port), self.app, server_ssl_context(self._credentials))
-        port = self._server.server_address[1]
-        public_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        self.app.base_url = f"https://{public_host}:{port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="azure-backup-emulator", daemon=True
-        )
-        self._thread.start()
-        log.info("Azure Backup emulator serving at %s (CA: %s)", self.app.base_url, self._ca_file)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the listening socket (idempotent). A temp dir made for the CA is removed."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            server.close_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
-            self._ca_target = None  # a restart writes a new CA to a new temp dir
-
-    def __enter__(self) -> Emulator:
-        return self.start() if self._server is None else self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    # ---- addresses and client settings -------------------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        """``https://127.0.0.1:PORT`` — both the ARM endpoint and the authority host."""
-        if not self.app.base_url:
-            raise RuntimeError("emulator not started")
-        return self.app.base_url
-
-    @property
-    def port(self) -> int:
-        return int(self.base_url.rsplit(":", 1)[1])
-
-    @property
-    def ca_file(self) -> str:
-        """Path of the CA certificate PEM clients must trust."""
-        if self._ca_file is None:
-            raise RuntimeError("emulator not started")
-        return self._ca_file
-
-    @property
-    def config(self) -> EmulatorConfig:
-        """The settings in force (a copy: change them with :meth:`configure`)."""
-        with self.app.lock:
-            return EmulatorConfig(**{k: getattr(self.app.config, k) for k in EmulatorConfig.field_names()})
-
-    @property
-    def vault_id(self) -> str:
-        """ARM id of the seeded vault: ``/subscriptions/.../vaults/vault-demo``."""
-        return self.app.state.vault_path
-
-    @property
-    def vault_url(self) -> str:
-        return self.base_url + self.vault_id
-
-    def item_url(self, item: SeededItem) -> str:
-        """Absolute URL of a protected item (names unquoted, as the service prints them)."""
-        return (
-            f"{self.vault_url}/backupFabrics/{item.fabric_name}/protectionContainers/{item.container_name}"
-            f"/protectedItems/{item.protected_item_name}"
-        )
-
-    def ssl_context(self) -> ssl.SSLContext:
-        """A client SSLContext trusting only the emulator CA (for aiohttp ``ssl=`` and the like)."""
-        return client_ssl_context(self.ca_file)
-
-    def connection_extra(self) -> dict[str, str]:
-        return {
-            "tenant_id": TENANT_ID,
-            "subscription_id": SUBSCRIPTION_ID,
-            "resource_group_name": RESOURCE_GROUP,
-            "vault_name": VAULT_NAME,
-            "resource_manager_endpoint": self.base_url,
-            "authority_host": self.base_url,
-        }
-
-    def connection_json(self) -> str:
-        """Airflow's JSON connection form (value of ``AIRFLOW_CONN_<ID>``), compact so it is one shell word."""
-        payload = {
-            "conn_type": CONN_TYPE,
-            "login": CLIENT_ID,
-            "password": CLIENT_SECRET,
-            "extra": self.connection_extra(),
-        }
-        return json.dumps(payload, separators=(",", ":"))
-
-    def client_env(self, conn_id: str = DEFAULT_CONN_ID) -> dict[str, str]:
-        """Environment for a client process: the Airflow connection and the CA trust variables."""
-        return {
-            f"AIRFLOW_CONN_{conn_id.upper()}": self.connection_json(),
-            "REQUESTS_CA_BUNDLE": self.ca_file,
-            "SSL_CERT_FILE": self.ca_file,
-        }
-
-    # ---- steering ----------------------------------------------------------------------------------------------------
-
-    def configure(self, **changes: Any) -> EmulatorConfig:
-        """Change settings at run time (e.g. ``job_page_size=2``); :meth:`reset` restores the original ones."""
-        return self.app.configure(**changes)
-
-    def set_item_behavior(
-        self, protected_item_name: str, outcome: str = "Completed", duration_seconds: float = 1200.0
-    ) -> None:
-        """How the item's next backup/restore jobs end and how many *virtual* seconds they run."""
-        self.app.set_item_behavior(protected_item_name, outcome, duration_seconds)
-
-    def add_fault(self, fault: Fault) -> str:
-        """Arm a fault; returns its id (visible in ``faults``)."""
-        return self.app.add_fault(fault)
-
-    def clear_faults(self) -> None:
-        self.app.clear_faults()
-
-    @property
-    def faults(self) -> list[dict[str, Any]]:
-        """Armed faults with their remaining counts."""
-        return self.app.armed_faults()
-
-    def reset(self) -> None:
-        """Back to the seed: items, jobs, recovery points, operations, faults, request log, tokens, configuration."""
-        self.app.reset()
-
-    def issue_token(self, lifetime: int | None = None) -> str:
-        """An access token the ARM side accepts, minted without the token endpoint (not recorded)."""
-        return self.app.issue_token(lifetime)
-
-    # ---- observation ------------------------------------------------------------------------------------------------
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """Snapshot of the request log (oldest first); secrets redacted."""
-        return self.app.requests_snapshot()
-
-    def clear_requests(self) -> None:
-        self.app.clear_requests()
-
-    @property
-    def jobs(self) -> list[JobView]:
-        """Snapshot of all jobs, newest first, with their current status."""
-        return self.app.job_views()
-
-    def job(self, job_id: str) -> JobView:
-        for view in self.jobs:
-            if view.job_id == job_id:
-                return view
-        raise KeyError(job_id)
+__all__ = ["EmulatorServer"]

@@ -1,168 +1,59 @@
-"""In-memory model of one Recovery Services vault: protected items, jobs, async operations, recovery points, tokens.
+"""In-memory model of a subscription's Recovery Services vaults: protected items, jobs, async operations, recovery
+points. Rendering to JSON lives in :mod:`.render`.
 
-Nothing in here is thread-safe on its own: the HTTP application (:mod:`.app`) holds one lock around every request and
-every admin call, which keeps the model simple and consistent (requests are short; nothing sleeps under the lock).
+Concurrency: each :class:`VaultState` has its own lock; the ARM handlers hold the lock of the one vault a request
+names (never a global one), the :class:`Fleet` lock only guards adding vaults and the job sequence.
 
 Time: jobs progress lazily from the wall clock. A job started at ``start`` with a *virtual* duration ``D`` runs
 ``D / time_scale`` wall seconds; :meth:`VaultState.advance` finalizes jobs whose time is up (exactly once — that is
-where recovery points are added and the item's last-backup fields change) and is called before every request. All
-timestamps in responses are real wall-clock UTC times, and the job ``duration`` field is the wall-clock elapsed time.
+where recovery points are added and the item's last-backup fields change). It pops a due-time heap, so a request
+costs O(jobs finishing now), not O(jobs). Jobs are kept sorted by (start, creation number): a page of a listing is a
+bisect plus a walk of one page.
+
+Over 500 lines for a reason: a vault's indexes (sort order, due-time heap, running jobs, each item's running backup)
+change together in :meth:`VaultState.add_job` / :meth:`VaultState._finalize`; splitting them apart would spread one
+invariant over several modules.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import heapq
 import random
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
-from .models import (
-    FILE_SHARE_ITEM,
+from .config import (
     RESOURCE_GROUP,
-    SEEDED_ITEMS,
-    SQL_ITEM,
     SUBSCRIPTION_ID,
     VAULT_NAME,
-    VM_ITEM,
     ItemBehavior,
     JobView,
     SeededItem,
 )
 
-JOBS_TYPE = "Microsoft.RecoveryServices/vaults/backupJobs"
-ITEMS_TYPE = "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems"
-RPS_TYPE = "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems/recoveryPoints"
-VAULT_TYPE = "Microsoft.RecoveryServices/vaults"
-MIN_DATETIME = "0001-01-01T00:00:00Z"  # what the service sends for task times that have not happened yet
 NON_TERMINAL_JOB_STATUSES = frozenset({"InProgress", "Cancelling"})
-FIRST_TASK_SHARE = 0.3  # the first task (snapshot / prepare) takes 30 % of a job
+NEVER_BACKED_UP = datetime(2001, 1, 1, tzinfo=timezone.utc)  # the service's lastBackupTime of a never-backed-up item
+WORKLOADS = ("VM", "AzureFileShare", "SQLDataBase")
 
-# Backup request objectType per workload, restore request objectTypes per workload (SDK discriminators).
-BACKUP_REQUEST_TYPE = {
-    "VM": "IaasVMBackupRequest",
-    "AzureFileShare": "AzureFileShareBackupRequest",
-    "SQLDataBase": "AzureWorkloadBackupRequest",
-}
-RESTORE_REQUEST_TYPES = {
-    "VM": frozenset({"IaasVMRestoreRequest", "IaasVMRestoreWithRehydrationRequest"}),
-    "AzureFileShare": frozenset({"AzureFileShareRestoreRequest"}),
-    "SQLDataBase": frozenset(
-        {
-            "AzureWorkloadRestoreRequest",
-            "AzureWorkloadSQLRestoreRequest",
-            "AzureWorkloadSQLPointInTimeRestoreRequest",
-            "AzureWorkloadSQLRestoreWithRehydrateRequest",
-            "AzureWorkloadSQLPointInTimeRestoreWithRehydrateRequest",
-        }
-    ),
-}
 JOB_TYPE = {"VM": "AzureIaaSVMJob", "AzureFileShare": "AzureStorageJob", "SQLDataBase": "AzureWorkloadJob"}
-
-# Error details of failed / partially failed jobs, per workload (errorCode is an int in job error infos).
-_FAILURE = {
-    "VM": {
-        "errorCode": 400093,
-        "errorTitle": "UserErrorGuestAgentStatusUnavailable",
-        "errorString": "VM Agent is unable to communicate with the Azure Backup Service.",
-        "recommendations": [
-            "Ensure that the VM agent is installed, running and up to date, and that the VM has network connectivity.",
-        ],
-    },
-    "AzureFileShare": {
-        "errorCode": 2209,
-        "errorString": "The storage account is not accessible: a network rule or a lock blocks the backup.",
-        "recommendations": ["Allow trusted Azure services on the storage account firewall and retry the backup."],
-    },
-    "SQLDataBase": {
-        "errorCode": 59006,
-        "errorTitle": "UserErrorSQLNoSysadminMembership",
-        "errorString": "Azure Backup does not have sysadmin privileges on the SQL instance.",
-        "recommendations": ["Add the NT SERVICE\\AzureWLBackupPluginSvc account to the sysadmin role and retry."],
-        "additionalDetails": "",
-    },
-}
-_WARNING = {
-    "VM": {
-        "errorCode": 410001,
-        "errorTitle": "UserErrorVssSnapshotFailed",
-        "errorString": "Application-consistent snapshot failed; a crash-consistent recovery point was created instead.",
-        "recommendations": ["Check the VSS writers on the VM (vssadmin list writers) and retry."],
-    },
-    "AzureFileShare": {
-        "errorCode": 2301,
-        "errorString": "Backup completed with warnings: some files were skipped because they were in use.",
-        "recommendations": ["Review the skipped files in the job details."],
-    },
-    "SQLDataBase": {
-        "errorCode": 59201,
-        "errorTitle": "UserErrorSQLLogChainBroken",
-        "errorString": "Backup completed with warnings: the log chain was re-established by this full backup.",
-        "recommendations": ["No action is required."],
-        "additionalDetails": "",
-    },
-}
-_TASKS = {
-    "Backup": ("Take Snapshot", "Transfer data to vault"),
-    "Restore": ("Prepare restore", "Transfer data"),
-    "ConfigureBackup": ("Configure backup", "Register item"),
-}
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def fmt_time(value: datetime) -> str:
-    """ARM date-time: UTC, microseconds, ``Z`` suffix (``2017-08-03T05:31:07.014604Z``)."""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def stable_int(text: str, low: int, high: int) -> int:
+    """A number in ``[low, high)`` derived from ``text`` (stable across runs).
 
-
-def _fraction7(total_seconds: float) -> tuple[int, int]:
-    """Split seconds into whole seconds and 100-ns ticks (the .NET precision)."""
-    ticks = max(0, round(total_seconds * 10_000_000))
-    return ticks // 10_000_000, ticks % 10_000_000
-
-
-def fmt_iso_duration(seconds: float) -> str:
-    """.NET ``XmlConvert.ToString(TimeSpan)`` style: ``PT9.8782791S``, ``PT20M23.0896697S``, ``PT0S``."""
-    whole, ticks = _fraction7(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    out = "P" + (f"{days}D" if days else "") + "T"
-    if hours:
-        out += f"{hours}H"
-    if minutes:
-        out += f"{minutes}M"
-    if secs or ticks or (not hours and not minutes):
-        frac = f".{ticks:07d}".rstrip("0") if ticks else ""
-        out += f"{secs}{frac}S"
-    if out == "PT" and days:
-        out = f"P{days}D"
-    return out
-
-
-def fmt_timespan(seconds: float) -> str:
-    """.NET ``TimeSpan.ToString()`` style: ``00:20:23.0896697`` (``d.hh:mm:ss.fffffff`` beyond a day)."""
-    whole, ticks = _fraction7(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    out = (f"{days}." if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
-    return out + (f".{ticks:07d}" if ticks else "")
-
-
-def fmt_dotnet_time(value: datetime) -> str:
-    """``M/d/yyyy h:mm:ss tt`` — how ARM prints times inside ExpiredAuthenticationToken messages."""
-    value = value.astimezone(timezone.utc)
-    hour12 = value.hour % 12 or 12
-    ampm = "AM" if value.hour < 12 else "PM"
-    return f"{value.month}/{value.day}/{value.year} {hour12}:{value.minute:02d}:{value.second:02d} {ampm}"
-
-
-def _stable_int(text: str, low: int, high: int) -> int:
+    :param text: the seed text.
+    :param low: the lower bound.
+    :param high: the upper bound (exclusive).
+    """
     digest = hashlib.sha256(text.encode()).digest()
     return low + int.from_bytes(digest[:8], "big") % (high - low)
 
@@ -185,26 +76,30 @@ class ItemState:
     behavior: ItemBehavior
     protected_item_data_id: str
     last_backup_status: str
-    last_backup_time: datetime
+    last_backup_time: datetime | None  # None: never backed up (rendered as the 2001-01-01 sentinel)
     last_backup_failed: bool = False
+    protection_state: str = "Protected"
     recovery_points: list[RecoveryPointState] = field(default_factory=list)  # oldest first
+    active_backup: JobState | None = None
 
     @property
     def workload(self) -> str:
         return self.seed.workload
 
 
-@dataclass
+@dataclass(eq=False)
 class JobState:
     job_id: str
     item: ItemState
-    operation: str  # Backup | Restore | ConfigureBackup
+    operation: str  # Backup | Restore | ConfigureBackup | DisableBackup
     start: datetime
     duration: float  # wall-clock seconds
     outcome: str
     is_user_triggered: bool
     activity_id: str
     seq: int
+    vault_name: str = VAULT_NAME
+    resource_group: str = RESOURCE_GROUP
     backup_type: str | None = None
     restore_info: dict[str, str] = field(default_factory=dict)
     cancel_requested_at: datetime | None = None
@@ -222,6 +117,18 @@ class JobState:
     def job_type(self) -> str:
         return JOB_TYPE[self.item.workload]
 
+    @property
+    def key(self) -> tuple[datetime, int]:
+        """Sort key of listings: newest first means descending (start, seq)."""
+        return (self.start, self.seq)
+
+    @property
+    def due(self) -> datetime:
+        """When the job turns terminal (after a cancel request: when the cancel completes)."""
+        if self.cancel_requested_at is not None:
+            return self.cancel_requested_at + timedelta(seconds=self.cancel_duration)
+        return self.start + timedelta(seconds=self.duration)
+
     def elapsed(self, now: datetime) -> float:
         """Wall seconds of work done: frozen at the cancel request, capped at the duration."""
         stop = self.end or self.cancel_requested_at or now
@@ -236,6 +143,8 @@ class JobState:
             start_time=self.start,
             end_time=self.end,
             job_type=self.job_type,
+            vault_name=self.vault_name,
+            resource_group=self.resource_group,
         )
 
 
@@ -266,38 +175,33 @@ class CancelOperationState:
     job_id: str
 
 
-@dataclass
-class TokenState:
-    client_id: str
-    issued_at: datetime
-    expires_at: datetime
-
-
 # --------------------------------------------------------------------------------------------------------------------
-# The vault
+# One vault
 # --------------------------------------------------------------------------------------------------------------------
 
 
 class VaultState:
-    """The seeded vault and everything that happens to it. Callers hold the application lock."""
+    """One vault and everything that happens to it. Callers hold :attr:`lock` while they read or change it."""
 
-    def __init__(self, time_scale: float, default_job_duration: float, location: str) -> None:
-        self.time_scale = time_scale
-        self.default_job_duration = default_job_duration
-        self.location = location
+    def __init__(self, fleet: Fleet, resource_group: str, name: str, location: str) -> None:
+        self.fleet = fleet
+        self.lock = threading.RLock()
         self.subscription_id = SUBSCRIPTION_ID
-        self.resource_group = RESOURCE_GROUP
-        self.vault_name = VAULT_NAME
-        self.items: dict[str, ItemState] = {}
-        self.jobs: dict[str, JobState] = {}
+        self.resource_group = resource_group
+        self.vault_name = name
+        self.location = location
+        self.items: dict[str, ItemState] = {}  # by lower-cased protected item name
+        self.jobs: dict[str, JobState] = {}  # by lower-cased job id
         self.operations: dict[str, OperationState] = {}
         self.cancel_operations: dict[str, CancelOperationState] = {}
-        self.tokens: dict[str, TokenState] = {}
-        self._seq = 0
+        self._order: list[tuple[datetime, int]] = []  # sort keys of all jobs, ascending
+        self._by_key: dict[tuple[datetime, int], JobState] = {}
+        self._active: dict[str, JobState] = {}  # non-terminal jobs by lower-cased id
+        self._active_order: list[tuple[datetime, int]] = []  # their sort keys, ascending
+        self._due: list[tuple[datetime, int, JobState]] = []  # heap of (due, seq, job); stale entries are skipped
         self._rng = random.Random()
-        self.seed(utc_now())
 
-    # ---- identity helpers ------------------------------------------------------------------------------------------
+    # ---- identity ----------------------------------------------------------------------------------------------------
 
     @property
     def vault_path(self) -> str:
@@ -317,80 +221,57 @@ class VaultState:
             f"/protectedItems/{item.seed.protected_item_name}"
         )
 
-    def next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
     def new_rp_id(self) -> str:
         return str(self._rng.randrange(10**13, 10**15))
 
-    # ---- seed --------------------------------------------------------------------------------------------------------
+    # ---- items -------------------------------------------------------------------------------------------------------
 
-    def seed(self, now: datetime) -> None:
-        """Three protected items, one old recovery point each, and a short job history."""
-        self.items = {}
-        self.jobs = {}
-        self.operations = {}
-        self.cancel_operations = {}
-        self.tokens = {}
-        day = timedelta(days=1)
-        for seed_item in SEEDED_ITEMS:
-            last = (now - day).replace(hour=22, minute=30, second=0, microsecond=0)
-            item = ItemState(
-                seed=seed_item,
-                behavior=ItemBehavior(),
-                protected_item_data_id=str(_stable_int(seed_item.protected_item_name, 10**17, 10**18)),
-                last_backup_status="Completed" if seed_item.workload == "VM" else "Healthy",
-                last_backup_time=last,
-            )
-            item.recovery_points.append(
-                RecoveryPointState(
-                    rp_id=str(_stable_int("rp:" + seed_item.protected_item_name, 10**13, 10**14)), time=last
-                )
-            )
-            self.items[seed_item.protected_item_name.lower()] = item
+    def add_item(
+        self,
+        seed: SeededItem,
+        *,
+        last_backup_time: datetime | None,
+        last_backup_status: str | None = None,
+        protection_state: str = "Protected",
+        last_backup_failed: bool = False,
+        recovery_points: list[datetime] | None = None,
+    ) -> ItemState:
+        """Register a protected item.
 
-        def seed_job(
-            name: str, item: SeededItem, operation: str, *, start: datetime, minutes: float, outcome: str
-        ) -> None:
-            state = self.items[item.protected_item_name.lower()]
-            job = JobState(
-                job_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"azure-backup-emulator/{name}")),
-                item=state,
-                operation=operation,
-                start=start,
-                duration=minutes * 60,
-                outcome=outcome,
-                is_user_triggered=False,
-                activity_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"azure-backup-emulator/activity/{name}")),
-                seq=self.next_seq(),
-                backup_type="Full" if item.workload == "SQLDataBase" and operation == "Backup" else None,
-            )
-            job.final_status = outcome
-            job.end = start + timedelta(seconds=job.duration)
-            self.jobs[job.job_id] = job
-
-        for index, seed_item in enumerate(SEEDED_ITEMS):
-            state = self.items[seed_item.protected_item_name.lower()]
-            configured = now - 30 * day + index * timedelta(minutes=7)
-            seed_job(
-                f"configure-{index}", seed_item, "ConfigureBackup", start=configured, minutes=1.5, outcome="Completed"
-            )
-            minutes = {"VM": 23.0, "AzureFileShare": 2.0, "SQLDataBase": 11.0}[seed_item.workload]
-            started = state.last_backup_time - timedelta(minutes=minutes)
-            seed_job(f"backup-{index}", seed_item, "Backup", start=started, minutes=minutes, outcome="Completed")
-        seed_job("backup-vm-failed", VM_ITEM, "Backup", start=now - 2 * day, minutes=4.0, outcome="Failed")
-        seed_job(
-            "backup-share-warn",
-            FILE_SHARE_ITEM,
-            "Backup",
-            start=now - 3 * day,
-            minutes=3.0,
-            outcome="CompletedWithWarnings",
+        :param seed: its names.
+        :param last_backup_time: its last backup, or None for never backed up.
+        :param last_backup_status: default: ``Completed`` (VM) / ``Healthy`` (others), ``""`` / ``IRPending`` when
+            never backed up.
+        :param protection_state: the ProtectionState enum value.
+        :param last_backup_failed: whether that last backup failed.
+        :param recovery_points: times of its recovery points (oldest first); default one at ``last_backup_time``.
+        :raises ValueError: when the vault already protects an item of that name.
+        """
+        key = seed.protected_item_name.lower()
+        if key in self.items:
+            raise ValueError(f"vault {self.vault_name!r} already has protected item {seed.protected_item_name!r}")
+        if last_backup_status is None:
+            if last_backup_time is None:
+                last_backup_status = "IRPending" if seed.workload == "SQLDataBase" else ""
+            elif seed.workload == "VM":
+                last_backup_status = "Failed" if last_backup_failed else "Completed"
+            else:
+                last_backup_status = "Unhealthy" if last_backup_failed else "Healthy"
+        item = ItemState(
+            seed=seed,
+            behavior=ItemBehavior(),
+            protected_item_data_id=str(stable_int(self.vault_name + seed.protected_item_name, 10**17, 10**18)),
+            last_backup_status=last_backup_status,
+            last_backup_time=last_backup_time,
+            last_backup_failed=last_backup_failed,
+            protection_state=protection_state,
         )
-        seed_job("backup-sql-old", SQL_ITEM, "Backup", start=now - 4 * day, minutes=9.0, outcome="Completed")
-
-    # ---- lookups -----------------------------------------------------------------------------------------------------
+        times = recovery_points if recovery_points is not None else [last_backup_time] if last_backup_time else []
+        for index, when in enumerate(times):
+            rp_id = str(stable_int(f"rp:{self.vault_name}:{seed.protected_item_name}:{index}", 10**13, 10**14))
+            item.recovery_points.append(RecoveryPointState(rp_id=rp_id, time=when))
+        self.items[key] = item
+        return item
 
     def find_item(self, container_name: str, item_name: str) -> ItemState | None:
         """Case-insensitive lookup of a (container, item) pair, as the service does."""
@@ -402,44 +283,56 @@ class VaultState:
     def item_by_name(self, item_name: str) -> ItemState | None:
         return self.items.get(item_name.lower())
 
-    # ---- time --------------------------------------------------------------------------------------------------------
+    # ---- jobs --------------------------------------------------------------------------------------------------------
 
-    def advance(self, now: datetime) -> None:
-        """Finalize every job whose (cancel) time is up; side effects happen exactly once here."""
-        for job in self.jobs.values():
-            if job.final_status:
-                continue
-            if job.cancel_requested_at is not None:
-                done_at = job.cancel_requested_at + timedelta(seconds=job.cancel_duration)
-                if now >= done_at:
-                    job.final_status = "Cancelled"
-                    job.end = done_at
-                continue
-            done_at = job.start + timedelta(seconds=job.duration)
-            if now >= done_at:
-                job.final_status = job.outcome
-                job.end = done_at
-                self._on_job_finished(job)
+    def add_job(
+        self,
+        item: ItemState,
+        operation: str,
+        *,
+        start: datetime,
+        duration: float,
+        outcome: str,
+        activity_id: str,
+        is_user_triggered: bool = True,
+        job_id: str | None = None,
+        backup_type: str | None = None,
+        restore_info: dict[str, str] | None = None,
+        finished: bool = False,
+    ) -> JobState:
+        """Create a job (``finished``: already terminal with ``outcome``, without side effects on the item).
 
-    def _on_job_finished(self, job: JobState) -> None:
-        if job.operation != "Backup":
-            return
-        item = job.item
-        assert job.end is not None
-        succeeded = job.outcome in ("Completed", "CompletedWithWarnings")
-        if item.workload == "VM":
-            item.last_backup_status = job.outcome
+        :param duration: wall-clock seconds.
+        """
+        job = JobState(
+            job_id=job_id or str(uuid.uuid4()),
+            item=item,
+            operation=operation,
+            start=start,
+            duration=duration,
+            outcome=outcome,
+            is_user_triggered=is_user_triggered,
+            activity_id=activity_id,
+            seq=self.fleet.next_seq(),
+            vault_name=self.vault_name,
+            resource_group=self.resource_group,
+            backup_type=backup_type,
+            restore_info=dict(restore_info or {}),
+        )
+        key = job.job_id.lower()
+        self.jobs[key] = job
+        bisect.insort(self._order, job.key)
+        self._by_key[job.key] = job
+        if finished:
+            job.final_status = outcome
+            job.end = start + timedelta(seconds=duration)
         else:
-            item.last_backup_status = "Healthy" if succeeded else "Unhealthy"
-        item.last_backup_time = job.end
-        item.last_backup_failed = not succeeded
-        if succeeded:
-            rp_type = job.backup_type or "Full"
-            if rp_type not in ("Full", "Log", "Differential", "Incremental", "SnapshotFull", "SnapshotCopyOnlyFull"):
-                rp_type = "Full"  # CopyOnlyFull etc. surface as Full points
-            item.recovery_points.append(RecoveryPointState(rp_id=self.new_rp_id(), time=job.end, backup_type=rp_type))
-
-    # ---- mutations ---------------------------------------------------------------------------------------------------
+            self._active[key] = job
+            bisect.insort(self._active_order, job.key)
+            heapq.heappush(self._due, (job.due, job.seq, job))
+            if operation == "Backup":
+                item.active_backup = job
+        return job
 
     def create_job(
         self,
@@ -448,396 +341,201 @@ class VaultState:
         *,
         now: datetime,
         activity_id: str,
+        time_scale: float,
+        default_duration: float,
         backup_type: str | None = None,
         restore_info: dict[str, str] | None = None,
     ) -> JobState:
+        """A user-triggered job that runs as the item's behaviour says."""
         behavior = item.behavior
-        job = JobState(
-            job_id=str(uuid.uuid4()),
-            item=item,
-            operation=operation,
+        virtual = default_duration if behavior.duration_seconds is None else behavior.duration_seconds
+        return self.add_job(
+            item,
+            operation,
             start=now,
-            duration=(self.default_job_duration if behavior.duration_seconds is None else behavior.duration_seconds)
-            / self.time_scale,
+            duration=virtual / time_scale,
             outcome=behavior.outcome,
-            is_user_triggered=True,
             activity_id=activity_id,
-            seq=self.next_seq(),
             backup_type=backup_type,
-            restore_info=dict(restore_info or {}),
+            restore_info=restore_info,
         )
-        self.jobs[job.job_id] = job
-        return job
+
+    def job(self, job_id: str) -> JobState | None:
+        return self.jobs.get(job_id.lower())
+
+    def cancel(self, job: JobState, now: datetime, cancel_duration: float) -> None:
+        """Start cancelling an InProgress job: it stays ``Cancelling`` for ``cancel_duration`` wall seconds."""
+        job.cancel_requested_at = now
+        job.cancel_duration = cancel_duration
+        heapq.heappush(self._due, (job.due, job.seq, job))
+
+    def finish(self, job: JobState, now: datetime, outcome: str) -> None:
+        """End a non-terminal job now with ``outcome`` (admin steering), with the usual side effects."""
+        if job.final_status:
+            return
+        job.outcome = outcome
+        job.cancel_requested_at = None
+        job.duration = max(0.0, (now - job.start).total_seconds())
+        self._finalize(job, outcome, now)
+
+    def advance(self, now: datetime) -> None:
+        """Finalize every job whose (cancel) time is up; side effects happen exactly once here."""
+        while self._due and self._due[0][0] <= now:
+            due, _, job = heapq.heappop(self._due)
+            if job.final_status or due != job.due:
+                continue  # already final, or a stale entry (the job was cancelled after it was pushed)
+            if job.cancel_requested_at is not None:
+                self._finalize(job, "Cancelled", due)
+            else:
+                self._finalize(job, job.outcome, due)
+
+    def _finalize(self, job: JobState, status: str, at: datetime) -> None:
+        job.final_status = status
+        job.end = at
+        if self._active.pop(job.job_id.lower(), None) is not None:
+            index = bisect.bisect_left(self._active_order, job.key)
+            if index < len(self._active_order) and self._active_order[index] == job.key:
+                del self._active_order[index]
+        item = job.item
+        if item.active_backup is job:
+            item.active_backup = None
+        if status == "Cancelled" or job.operation != "Backup":
+            return
+        succeeded = status in ("Completed", "CompletedWithWarnings")
+        if item.workload == "VM":
+            item.last_backup_status = status
+        else:
+            item.last_backup_status = "Healthy" if succeeded else "Unhealthy"
+        item.last_backup_time = at
+        item.last_backup_failed = not succeeded
+        if item.protection_state == "IRPending" and succeeded:
+            item.protection_state = "Protected"
+        if succeeded:
+            rp_type = job.backup_type or "Full"
+            if rp_type not in ("Full", "Log", "Differential", "Incremental", "SnapshotFull", "SnapshotCopyOnlyFull"):
+                rp_type = "Full"  # CopyOnlyFull etc. surface as Full points
+            item.recovery_points.append(RecoveryPointState(rp_id=self.new_rp_id(), time=at, backup_type=rp_type))
 
     def active_backup_job(self, item: ItemState) -> JobState | None:
-        for job in self.jobs.values():
-            if job.item is item and job.operation == "Backup" and job.status in NON_TERMINAL_JOB_STATUSES:
-                return job
-        return None
+        job = item.active_backup
+        return job if job is not None and job.status in NON_TERMINAL_JOB_STATUSES else None
+
+    def iter_jobs_newest_first(
+        self,
+        *,
+        before: tuple[datetime, int] | None = None,
+        since: datetime | None = None,
+        active_only: bool = False,
+    ) -> Iterator[JobState]:
+        """Jobs newest first, strictly older than ``before`` and starting at or after ``since``.
+
+        Walks only what the caller consumes (a page), not every job; ``active_only`` walks the non-terminal jobs.
+        The caller holds :attr:`lock` while it iterates.
+        """
+        order = self._active_order if active_only else self._order
+        index = len(order) if before is None else bisect.bisect_left(order, before)
+        floor = 0 if since is None else bisect.bisect_left(order, (since, -1))
+        while index > floor:
+            index -= 1
+            yield self._by_key[order[index]]
 
     def sorted_jobs(self) -> list[JobState]:
         """Newest first (by start time, then creation order)."""
-        return sorted(self.jobs.values(), key=lambda j: (j.start, j.seq), reverse=True)
+        return list(self.iter_jobs_newest_first())
 
-    # ---- rendering: vault / items / recovery points ------------------------------------------------------------------
+    @property
+    def job_count(self) -> int:
+        return len(self.jobs)
 
-    def render_vault(self) -> dict[str, Any]:
-        return {
-            "id": self.vault_path,
-            "name": self.vault_name,
-            "type": VAULT_TYPE,
-            "location": self.location,
-            "tags": {},
-            "etag": "W/\"datetime'2024-05-01T10%3A00%3A00.0000000Z'\"",
-            "sku": {"name": "RS0", "tier": "Standard"},
-            "properties": {
-                "provisioningState": "Succeeded",
-                "privateEndpointStateForBackup": "None",
-                "privateEndpointStateForSiteRecovery": "None",
-                "publicNetworkAccess": "Enabled",
-                "secureScore": "Minimum",
-                "bcdrSecurityLevel": "Fair",
-                "redundancySettings": {
-                    "standardTierStorageRedundancy": "GeoRedundant",
-                    "crossRegionRestore": "Disabled",
-                },
-                "securitySettings": {
-                    "softDeleteSettings": {
-                        "softDeleteState": "Enabled",
-                        "softDeleteRetentionPeriodInDays": 14,
-                        "enhancedSecurityState": "Enabled",
-                    },
-                    "immutabilitySettings": {"state": "Disabled"},
-                    "multiUserAuthorization": "Disabled",
-                },
-                "monitoringSettings": {
-                    "azureMonitorAlertSettings": {"alertsForAllJobFailures": "Enabled"},
-                    "classicAlertSettings": {"alertsForCriticalOperations": "Disabled"},
-                },
-                "moveState": "Unknown",
-            },
-        }
+    @property
+    def active_job_count(self) -> int:
+        return len(self._active)
 
-    def render_item(self, item: ItemState) -> dict[str, Any]:
-        seed = item.seed
-        rps = item.recovery_points
-        policy_name = {"VM": "DefaultPolicy", "AzureFileShare": "FileSharePolicy", "SQLDataBase": "HourlyLogBackup"}[
-            seed.workload
-        ]
-        props: dict[str, Any] = {
-            "protectedItemType": {
-                "VM": "Microsoft.Compute/virtualMachines",
-                "AzureFileShare": "AzureFileShareProtectedItem",
-                "SQLDataBase": "AzureVmWorkloadSQLDatabase",
-            }[seed.workload],
-            "backupManagementType": seed.backup_management_type,
-            "workloadType": seed.workload,
-            "containerName": seed.container_name,
-            "sourceResourceId": seed.source_resource_id,
-            "policyId": f"{self.vault_path}/backupPolicies/{policy_name}",
-            "policyName": policy_name,
-            "lastRecoveryPoint": fmt_time(rps[-1].time) if rps else None,
-            "isScheduledForDeferredDelete": False,
-            "isArchiveEnabled": False,
-            "softDeleteRetentionPeriodInDays": 14,
-            "vaultId": self.vault_path,
-            "friendlyName": seed.friendly_name,
-            "protectionState": "Protected",
-            "protectionStatus": "Unhealthy" if item.last_backup_failed else "Healthy",
-            "lastBackupStatus": item.last_backup_status,
-            "lastBackupTime": fmt_time(item.last_backup_time),
-        }
-        extended: dict[str, Any] = {
-            "oldestRecoveryPoint": fmt_time(rps[0].time) if rps else None,
-            "recoveryPointCount": len(rps),
-        }
-        if seed.workload == "VM":
-            # The service drops the "IaasVMContainer;" prefix in an IaaS VM item's containerName (spec examples).
-            props["containerName"] = seed.container_name.split(";", 1)[1]
-            props.update(
-                {
-                    "virtualMachineId": seed.source_resource_id,
-                    "healthStatus": "ActionRequired" if item.last_backup_failed else "Passed",
-                    "protectedItemDataId": item.protected_item_data_id,
-                    "policyType": "V2",
-                    "kpisHealths": {},
-                }
-            )
-            extended["policyInconsistent"] = False
-        elif seed.workload == "AzureFileShare":
-            props["kpisHealths"] = {}
-            extended.update({"policyState": "Consistent", "resourceState": "Active"})
-            extended["resourceStateSyncTime"] = fmt_time(item.last_backup_time)
+
+# --------------------------------------------------------------------------------------------------------------------
+# The subscription: vaults by resource group
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class Fleet:
+    """The emulated subscription: its vaults, keyed by (resource group, vault name), both case-insensitive."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self.subscription_id = SUBSCRIPTION_ID
+        self.lock = threading.Lock()
+        self.vaults: dict[tuple[str, str], VaultState] = {}
+        self.resource_groups: set[str] = set()
+        self._seq = 0
+
+    def next_seq(self) -> int:
+        with self.lock:
+            self._seq += 1
+            return self._seq
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def vault(self, resource_group: str, name: str) -> VaultState | None:
+        return self.vaults.get((resource_group.lower(), name.lower()))
+
+    def add_vault(self, resource_group: str, name: str) -> VaultState:
+        """Create an empty vault (and its resource group).
+
+        :raises ValueError: for an existing vault or a name the service would refuse.
+        """
+        for label, value in (("resource_group", resource_group), ("vault name", name)):
+            if not value or any(c in value for c in "/\\?#;% ") or len(value) > 90:
+                raise ValueError(f"{label} {value!r} is not a valid name")
+        key = (resource_group.lower(), name.lower())
+        with self.lock:
+            if key in self.vaults:
+                raise ValueError(f"vault {resource_group}/{name} already exists")
+            vault = VaultState(self, resource_group, name, self.location)
+            self.vaults[key] = vault
+            self.resource_groups.add(resource_group.lower())
+        return vault
+
+    def all_vaults(self) -> list[VaultState]:
+        with self.lock:
+            return list(self.vaults.values())
+
+    def find_job(self, job_id: str) -> tuple[VaultState, JobState] | None:
+        for vault in self.all_vaults():
+            job = vault.job(job_id)
+            if job is not None:
+                return vault, job
+        return None
+
+    def find_item(self, protected_item_name: str, vault_name: str | None = None) -> tuple[VaultState, ItemState]:
+        """The item of that name in the named vault (default: the seeded one).
+
+        :raises KeyError: when there is none.
+        """
+        if vault_name is None:
+            vault = self.vault(RESOURCE_GROUP, VAULT_NAME)
         else:
-            server = seed.container_name.split(";")[-1]
-            props.update(
-                {
-                    "serverName": server,
-                    "parentName": "MSSQLSERVER",
-                    "parentType": "AzureVmWorkloadSQLInstance",
-                    "protectedItemDataSourceId": item.protected_item_data_id,
-                    "protectedItemHealthStatus": "Unhealthy" if item.last_backup_failed else "Healthy",
-                    "kpisHealths": {},
-                }
-            )
-            if item.last_backup_failed:
-                failure = _FAILURE["SQLDataBase"]
-                props["lastBackupErrorDetail"] = {
-                    "code": failure["errorTitle"],
-                    "message": failure["errorString"],
-                    "recommendations": failure["recommendations"],
-                }
-            extended.update({"policyState": "Consistent", "recoveryModel": "Full"})
-        props["extendedInfo"] = extended
-        return {"id": self.item_path(item), "name": seed.protected_item_name, "type": ITEMS_TYPE, "properties": props}
-
-    def render_recovery_point(self, item: ItemState, rp: RecoveryPointState) -> dict[str, Any]:
-        seed = item.seed
-        if seed.workload == "VM":
-            props: dict[str, Any] = {
-                "objectType": "IaasVMRecoveryPoint",
-                "recoveryPointType": "AppConsistent",
-                "recoveryPointTime": fmt_time(rp.time),
-                "recoveryPointAdditionalInfo": "",
-                "sourceVMStorageType": "NormalStorage",
-                "isSourceVMEncrypted": False,
-                "isInstantIlrSessionActive": False,
-                "recoveryPointTierDetails": [
-                    {"type": "InstantRP", "status": "Valid"},
-                    {"type": "HardenedRP", "status": "Valid"},
-                ],
-                "isManagedVirtualMachine": True,
-                "virtualMachineSize": "Standard_D2s_v3",
-                "originalStorageAccountOption": False,
-                "osType": "Linux",
-                "securityType": "None",
-                "isPrivateAccessEnabledOnAnyDisk": False,
-                "recoveryPointMoveReadinessInfo": {
-                    "ArchivedRP": {
-                        "isReadyForMove": False,
-                        "additionalInfo": "Recovery point cannot be moved to Archive tier as it is too recent.",
-                    }
-                },
-            }
-        elif seed.workload == "AzureFileShare":
-            account = seed.container_name.split(";")[-1]
-            share = seed.friendly_name
-            props = {
-                "objectType": "AzureFileShareRecoveryPoint",
-                "recoveryPointType": "FileSystemConsistent",
-                "recoveryPointTime": fmt_time(rp.time),
-                "fileShareSnapshotUri": (
-                    f"https://{account}.file.core.windows.net/{share}?sharesnapshot="
-                    f"{rp.time.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.0000000Z')}"
-                ),
-                "recoveryPointSizeInGB": 1,
-                "recoveryPointTierDetails": [{"type": "InstantRP", "status": "Valid"}],
-            }
-        else:
-            props = {
-                "objectType": "AzureWorkloadSQLRecoveryPoint",
-                "recoveryPointTimeInUTC": fmt_time(rp.time),
-                "type": rp.backup_type,
-                "recoveryPointTierDetails": [{"type": "HardenedRP", "status": "Valid"}],
-                "recoveryPointMoveReadinessInfo": {"ArchivedRP": {"isReadyForMove": False, "additionalInfo": ""}},
-                "extendedInfo": {
-                    "dataDirectoryTimeInUTC": fmt_time(rp.time),
-                    "dataDirectoryPaths": [
-                        {
-                            "type": "Data",
-                            "path": f"F:\\Data\\{seed.friendly_name}.mdf",
-                            "logicalName": seed.friendly_name,
-                        },
-                        {
-                            "type": "Log",
-                            "path": f"G:\\Log\\{seed.friendly_name}_log.ldf",
-                            "logicalName": f"{seed.friendly_name}_log",
-                        },
-                    ],
-                },
-            }
-        return {
-            "id": f"{self.item_path(item)}/recoveryPoints/{rp.rp_id}",
-            "name": rp.rp_id,
-            "type": RPS_TYPE,
-            "properties": props,
-        }
-
-    # ---- rendering: jobs ---------------------------------------------------------------------------------------------
-
-    def render_job(self, job: JobState, now: datetime) -> dict[str, Any]:
-        """A JobResource; the Job shape follows the workload: AzureIaaSVMJob / AzureStorageJob / AzureWorkloadJob."""
-        seed = job.item.seed
-        workload = seed.workload
-        status = job.status
-        in_progress = status == "InProgress"
-        elapsed = job.elapsed(now)
-        wall = ((job.end or now) - job.start).total_seconds()
-        fraction = 1.0 if job.duration <= 0 else min(1.0, elapsed / job.duration)
-        tasks = self._render_tasks(job, elapsed)
-        size_mb = _stable_int(job.job_id, 200, 4000)
-
-        props: dict[str, Any] = {
-            "jobType": job.job_type,
-            "entityFriendlyName": seed.friendly_name,
-            "backupManagementType": seed.backup_management_type,
-            "operation": job.operation,
-            "status": status,
-            "startTime": fmt_time(job.start),
-            "activityId": job.activity_id,
-        }
-        if job.end is not None:
-            props["endTime"] = fmt_time(job.end)
-
-        bag: dict[str, str] = {}
-        done_ok = status in ("Completed", "CompletedWithWarnings")
-        extended: dict[str, Any] = {"tasksList": tasks, "propertyBag": bag}
-        errors: list[dict[str, Any]] = []
-        if status == "Failed":
-            errors = [dict(_FAILURE[workload])]
-            extended["dynamicErrorMessage"] = _FAILURE[workload]["errorString"]
-        elif status == "CompletedWithWarnings":
-            errors = [dict(_WARNING[workload])]
-            extended["dynamicErrorMessage"] = _WARNING[workload]["errorString"]
-        if job.operation == "Restore":
-            bag.update(
-                {
-                    "Recovery point time": fmt_time(_parse_or(job.restore_info.get("recoveryPointTime"), job.start)),
-                    "Restore Type": job.restore_info.get("recoveryType", "OriginalLocation"),
-                }
-            )
-
-        if workload == "VM":
-            bag.setdefault("VM Name", seed.friendly_name)
-            if job.operation == "Backup":
-                bag["Backup Type"] = "AppConsistent" if status != "CompletedWithWarnings" else "CrashConsistent"
-                if done_ok:
-                    bag["Backup Size"] = f"{size_mb} MB"
-            extended["progressPercentage"] = round(fraction * 100, 2) if not done_ok else 100.0
-            if in_progress:
-                extended["estimatedRemainingDuration"] = fmt_iso_duration(max(0.0, job.duration - elapsed))
-            props.update(
-                {
-                    "duration": fmt_iso_duration(wall),
-                    "actionsInfo": ["Cancellable"] if in_progress else [],
-                    "virtualMachineVersion": "Compute",
-                    "containerName": seed.container_name.split(";", 1)[1],
-                    "isUserTriggered": job.is_user_triggered,
-                }
-            )
-        elif workload == "AzureFileShare":
-            account = seed.container_name.split(";")[-1]
-            bag.update({"File Share Name": seed.friendly_name, "Storage Account Name": account})
-            if job.operation == "Backup":
-                bag["Data Transferred (in MB)"] = str(round(size_mb * fraction)) if status != "Failed" else "0"
-            props.update(
-                {
-                    # Real payloads send the JobSupportedAction enum as its integer here (1 = Cancellable).
-                    "duration": fmt_timespan(wall),
-                    "actionsInfo": [1] if in_progress else [],
-                    "storageAccountName": account,
-                    "storageAccountVersion": "MicrosoftStorage",
-                    "isUserTriggered": job.is_user_triggered,
-                }
-            )
-        else:
-            bag.update({"Server Name": seed.container_name.split(";")[-1], "Instance Name": "MSSQLSERVER"})
-            if job.operation == "Backup":
-                bag["Backup Type"] = job.backup_type or "Full"
-                bag["Data Transferred (in MB)"] = str(round(size_mb * fraction)) if status != "Failed" else "0"
-            props.update(
-                {
-                    "workloadType": "SQLDataBase",
-                    "duration": fmt_timespan(wall),
-                    "actionsInfo": ["Cancellable"] if in_progress else [],
-                }
-            )
-        if errors:
-            props["errorDetails"] = errors
-        props["extendedInfo"] = extended
-        return {
-            "id": f"{self.vault_path_capital}/backupJobs/{job.job_id}",
-            "name": job.job_id,
-            "type": JOBS_TYPE,
-            "properties": props,
-        }
-
-    def _render_tasks(self, job: JobState, elapsed: float) -> list[dict[str, Any]]:
-        """Two tasks: the first takes FIRST_TASK_SHARE of the job, the second the rest (VM tasks carry times)."""
-        names = _TASKS.get(job.operation, _TASKS["Backup"])
-        split = job.duration * FIRST_TASK_SHARE
-        bounds = [(0.0, split), (split, job.duration)]
-        status = job.status
-        tasks: list[dict[str, Any]] = []
-        for index, (name, (begin, finish)) in enumerate(zip(names, bounds, strict=True)):
-            last = index == len(names) - 1
-            if status in ("Completed", "CompletedWithWarnings", "Failed"):
-                task_status = status if last else "Completed"
-            elif elapsed >= finish > begin:
-                task_status = "Completed"  # finished before a cancel request froze the job
-            elif elapsed >= begin:
-                task_status = "Cancelled" if status == "Cancelled" else "InProgress"
-            else:
-                task_status = "NotStarted"
-            if job.item.workload != "VM":
-                # AzureStorageJobTaskDetails / AzureWorkloadJobTaskDetails only have taskId and status.
-                tasks.append({"taskId": name, "status": task_status})
-                continue
-            started = task_status != "NotStarted"
-            finished = task_status not in ("NotStarted", "InProgress")
-            spent = max(0.0, min(finish, elapsed) - begin) if started else 0.0
-            entry: dict[str, Any] = {
-                "taskId": name,
-                "startTime": fmt_time(job.start + timedelta(seconds=begin)) if started else MIN_DATETIME,
-                "endTime": fmt_time(job.start + timedelta(seconds=begin + spent)) if finished else MIN_DATETIME,
-                "duration": fmt_iso_duration(spent),
-                "status": task_status,
-            }
-            if last:
-                span = finish - begin
-                if task_status in ("Completed", "CompletedWithWarnings"):
-                    entry["progressPercentage"] = 100.0
-                else:
-                    entry["progressPercentage"] = round(100 * spent / span, 2) if span > 0 else 0.0
-            tasks.append(entry)
-        return tasks
-
-    # ---- rendering: operations ---------------------------------------------------------------------------------------
-
-    @staticmethod
-    def render_operation(op: OperationState) -> dict[str, Any]:
-        body: dict[str, Any] = {"id": op.op_id, "name": op.op_id, "status": op.status, "startTime": fmt_time(op.start)}
-        if op.end is not None:
-            body["endTime"] = fmt_time(op.end)
-        if op.status == "Succeeded" and op.job_id:
-            body["properties"] = {"objectType": "OperationStatusJobExtendedInfo", "jobId": op.job_id}
-        if op.status == "Failed" and op.error:
-            body["error"] = dict(op.error)
-        return body
-
-
-def _parse_or(value: str | None, default: datetime) -> datetime:
-    if value:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-    return default
+            matches = [v for v in self.all_vaults() if v.vault_name.lower() == vault_name.lower()]
+            vault = matches[0] if len(matches) == 1 else None
+            if vault is None:
+                raise KeyError(vault_name)
+        item = vault.item_by_name(protected_item_name) if vault is not None else None
+        if vault is None or item is None:
+            raise KeyError(protected_item_name)
+        return vault, item
 
 
 __all__ = [
-    "BACKUP_REQUEST_TYPE",
-    "RESTORE_REQUEST_TYPES",
+    "NEVER_BACKED_UP",
+    "WORKLOADS",
     "CancelOperationState",
+    "Fleet",
     "ItemState",
     "JobState",
     "OperationState",
     "RecoveryPointState",
-    "TokenState",
     "VaultState",
-    "fmt_dotnet_time",
-    "fmt_iso_duration",
-    "fmt_time",
-    "fmt_timespan",
+    "stable_int",
     "utc_now",
 ]

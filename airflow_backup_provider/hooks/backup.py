@@ -14,7 +14,7 @@ import logging
 import ssl
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 # block the triggerer's event loop.
 import aiohttp
 import requests
+import urllib3
 from airflow.providers.common.compat.sdk import BaseHook
 from azure.identity import ClientSecretCredential, DefaultAzureCredential
 from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCredential
@@ -30,7 +31,7 @@ from azure.identity.aio import DefaultAzureCredential as AsyncDefaultAzureCreden
 from yarl import URL
 
 from airflow_backup_provider import protocol
-from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupError
+from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupError, AzureBackupForeignHostError
 from airflow_backup_provider.protocol import (
     DEFAULT_API_VERSION,
     ApiResponse,
@@ -277,10 +278,19 @@ class AzureBackupHook(BaseHook):
         assert self._token is not None
         return self._token.token
 
-    def _request_headers(self, request: protocol.ApiRequest, token: str) -> dict[str, str]:
-        # Defence in depth: BackupApi.follow_url already refused URLs on other hosts.
-        if not protocol.same_host(request.url, self.settings.resource_manager_endpoint):
-            raise AzureBackupError(f"refusing to send a token to {protocol.redact_url(request.url)!r}")
+    def _bearer_headers(
+        self, request: protocol.ApiRequest, connect_to: protocol.Origin | None, token: str
+    ) -> dict[str, str]:
+        """Headers with the bearer token, only for a request whose transport connects to the ARM origin.
+
+        ``connect_to`` is the origin as the transport itself parsed the URL (None: it did not parse as a plain
+        https URL); BackupApi.follow_url already refused other URLs, this is the check at the socket's door.
+        """
+        arm = self.api.origin
+        if connect_to != arm:
+            raise AzureBackupForeignHostError(
+                source=f"{request.method} request", url_host=protocol.describe_host(request.url), arm_host=arm.netloc
+            )
         return {
             "Authorization": f"Bearer {token}",
             "Accept": "application/json",
@@ -306,16 +316,15 @@ class AzureBackupHook(BaseHook):
 
     def _send(self, action: Send) -> ApiResponse | TransportFailure:
         request = action.request
-        headers = self._request_headers(request, self.get_token(refresh=action.refresh_token))
+        session = self._session
+        # Prepare first, then check the origin urllib3 will connect to for *this* prepared URL, then add the token.
+        prepared = session.prepare_request(requests.Request(request.method, request.url, json=request.body))
+        token = self.get_token(refresh=action.refresh_token)
+        prepared.headers.update(self._bearer_headers(request, _requests_origin(prepared.url), token))
         try:
-            response = self._session.request(
-                request.method,
-                request.url,
-                json=request.body,
-                headers=headers,
-                timeout=self.request_timeout,
-                allow_redirects=False,
-            )
+            environment = session.merge_environment_settings(prepared.url, {}, None, True, None)
+            environment["verify"] = environment.get("verify") or True  # never off, whatever the environment says
+            response = session.send(prepared, timeout=self.request_timeout, allow_redirects=False, **environment)
         except requests.exceptions.SSLError as exc:
             raise AzureBackupError(f"TLS verification failed for {protocol.redact_url(request.url)}: {exc}") from None
         except requests.exceptions.ConnectTimeout as exc:
@@ -354,19 +363,22 @@ class AzureBackupHook(BaseHook):
         return protocol.build_backup_request(container_name=container_name, **kwargs)
 
     # -- flows shared by the sync methods below and the async twin's --------------------------------------------------
-    def _trigger_backup_flow(
+    def _trigger_backup_flow(  # noqa: PLR0917 (private; the sync method and its async twin pass positionally)
         self,
         container_name: str,
         protected_item_name: str,
         backup_request: Mapping[str, Any] | None,
         resource_group_name: str | None,
         vault_name: str | None,
+        on_accepted: Callable[[protocol.OperationHandle], None] | None = None,
     ) -> Flow[TriggeredOperation]:
         item = self.item_ref(container_name, protected_item_name, resource_group_name, vault_name)
         body = dict(backup_request) if backup_request else self.build_backup_request(container_name)
         if "properties" not in body:
             body = {"properties": body}
-        return protocol.trigger_and_follow(self.api, self.api.trigger_backup(item, body), item, self.wait_settings)
+        return protocol.trigger_and_follow(
+            self.api, self.api.trigger_backup(item, body), item, self.wait_settings, on_accepted
+        )
 
     def _get_job_flow(self, job_id: str, resource_group_name: str | None, vault_name: str | None) -> Flow[BackupJob]:
         return protocol.get_job(self.api, self.vault_ref(resource_group_name, vault_name), job_id)
@@ -404,6 +416,7 @@ class AzureBackupHook(BaseHook):
         backup_request: Mapping[str, Any] | None = None,
         resource_group_name: str | None = None,
         vault_name: str | None = None,
+        on_accepted: Callable[[protocol.OperationHandle], None] | None = None,
     ) -> TriggeredOperation:
         """
         Trigger an on-demand backup and follow its asynchronous operation to the job id.
@@ -411,11 +424,40 @@ class AzureBackupHook(BaseHook):
         :param container_name: Container name as returned by the list APIs (``IaasVMContainer;...``).
         :param protected_item_name: Protected item name (``VM;...``).
         :param backup_request: The request body ``{"properties": {...}}``; default: inferred from the container.
+        :param on_accepted: Called with the operation handle as soon as Azure accepted the POST (202).
         :return: the operation id and the job id.
         """
         return self.run(
             self._trigger_backup_flow(
-                container_name, protected_item_name, backup_request, resource_group_name, vault_name
+                container_name, protected_item_name, backup_request, resource_group_name, vault_name, on_accepted
+            )
+        )
+
+    def find_jobs_of_request(
+        self,
+        container_name: str,
+        protected_item_name: str,
+        posted_at: datetime,
+        *,
+        operation: str = "Backup",
+        skew: timedelta,
+        visible_within: float,
+        poll_interval: float = 5.0,
+        resource_group_name: str | None = None,
+        vault_name: str | None = None,
+    ) -> list[BackupJob]:
+        """The jobs (finished ones included) a POST sent at ``posted_at`` may have started; see the protocol flow."""
+        item = self.item_ref(container_name, protected_item_name, resource_group_name, vault_name)
+        return self.run(
+            protocol.find_jobs_of_request(
+                self.api,
+                item,
+                posted_at,
+                operation=operation,
+                skew=skew,
+                visible_within=visible_within,
+                poll_interval=poll_interval,
+                now=lambda: datetime.now(timezone.utc),
             )
         )
 
@@ -584,6 +626,18 @@ class AzureBackupHook(BaseHook):
         end = end_time or datetime.now(timezone.utc) + timedelta(minutes=5)
         return self.run(protocol.find_item_backup_jobs(self.api, vault, item, start=start_time, end=end))
 
+    def explain_job_not_found(
+        self,
+        job_id: str,
+        error: protocol.AzureBackupNotFoundError,
+        *,
+        resource_group_name: str | None = None,
+        vault_name: str | None = None,
+    ) -> None:
+        """Return when a job 404 means "not visible yet" (its vault exists); raise naming the vault when it is gone."""
+        vault = self.vault_ref(resource_group_name, vault_name)
+        self.run(protocol.explain_job_not_found(self.api, vault, job_id, error))
+
     def cancel_job_quietly(
         self, job_id: str, reason: str, *, resource_group_name: str | None = None, vault_name: str | None = None
     ) -> bool:
@@ -704,6 +758,21 @@ def _default_credential(kwargs: Mapping[str, Any], *, asynchronous: bool) -> Any
     return cls(**extra)
 
 
+def _requests_origin(url: str | None) -> protocol.Origin | None:
+    """The origin urllib3 connects to for a prepared ``requests`` URL (None when it has userinfo or is not https)."""
+    try:
+        parsed = urllib3.util.parse_url(url or "")
+    except urllib3.exceptions.LocationParseError:
+        return None
+    return protocol.origin_from_parts(parsed.scheme, parsed.auth, parsed.host, parsed.port)
+
+
+def _yarl_origin(url: URL) -> protocol.Origin | None:
+    """The origin aiohttp connects to for a yarl URL (None when it has userinfo or is not https)."""
+    user = url.user or url.password
+    return protocol.origin_from_parts(url.scheme, user, url.raw_host, url.port)
+
+
 def _root_cause(exc: BaseException) -> str:
     while exc.__cause__ or exc.__context__:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
@@ -773,12 +842,15 @@ class AzureBackupAsyncHook(AzureBackupHook):
 
     async def _asend(self, action: Send) -> ApiResponse | TransportFailure:
         request = action.request
-        headers = self._request_headers(request, await self.aget_token(refresh=action.refresh_token))
+        # The URL is already percent-encoded by BackupApi; aiohttp must not re-quote it. The origin is checked on
+        # the very yarl URL aiohttp connects to.
+        url = URL(request.url, encoded=True)
+        token = await self.aget_token(refresh=action.refresh_token)
+        headers = self._bearer_headers(request, _yarl_origin(url), token)
         try:
             async with self._client_session().request(
                 request.method,
-                # The URL is already percent-encoded by BackupApi; aiohttp must not re-quote it.
-                URL(request.url, encoded=True),
+                url,
                 json=request.body,
                 headers=headers,
                 allow_redirects=False,

@@ -25,7 +25,8 @@ from airflow_backup_provider.exceptions import (
 )
 from airflow_backup_provider.hooks.backup import AzureBackupHook
 from airflow_backup_provider.links.backup import JOB_URL_XCOM_KEY, AzureBackupJobLink
-from airflow_backup_provider.protocol import BackupJobStatus, ProtectedItem
+from airflow_backup_provider.operators import intent
+from airflow_backup_provider.protocol import BackupJobStatus
 from airflow_backup_provider.triggers.backup import BackupJobTrigger
 from airflow_backup_provider.version_compat import ResumableJobMixin
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 JOB_ID_XCOM_KEY = "job_id"
+# Whether this task started the job (True) or attached to someone else's (False): only its own job is cancelled.
+JOB_OWNED_XCOM_KEY = "job_owned"
 # How far before our POST a job of the item may have started and still be the one the POST created.
 CLOCK_SKEW = timedelta(minutes=2)
 JOB_LOOKUP_INTERVAL = 5.0
@@ -169,6 +172,8 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         self.fail_on_warnings = fail_on_warnings
         self.hook_params = dict(hook_params or {})
         self.job_id: str | None = None
+        # When an earlier try's request may have started a backup (its write-ahead intent), else None.
+        self._intent_since: datetime | None = None
         # True only for a job this task started (or reconnected to from its own stored id): on_kill cancels only it.
         self.owns_job = False
 
@@ -181,6 +186,7 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
 
     # -- ResumableJobMixin ------------------------------------------------------------------------------------------
     def submit_job(self, context: Context) -> dict[str, Any]:
+        """Start the backup — unless an earlier try's POST already did (write-ahead intent, see ``intent``)."""
         body = self.hook.build_backup_request(
             self.container_name,
             backup_request=self.backup_request,
@@ -188,17 +194,19 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
             enable_compression=self.enable_compression,
             retain_until=self.retain_until,
         )
-        earlier_post = self._unresolved_post(context)
-        if earlier_post is not None:
-            # An earlier try's POST may have started a backup whose job it never found: look once more first.
-            try:
-                return self._find_backup_started_since(
-                    context, AzureBackupError("no job found for the earlier try's request"), earlier_post
-                )
-            except AzureBackupError:
-                self.log.warning("No job of the earlier try's request (%s); triggering a backup.", earlier_post)
-        self.log.info("Triggering %s backup of %s", body["properties"]["objectType"], self.protected_item_name)
+        earlier = intent.read_intent(context, self.external_id_key)
+        if earlier is not None:
+            recovered = self._recover_earlier_request(context, earlier)
+            if recovered is not None:
+                return recovered
         posted_at = datetime.now(timezone.utc)
+        # Durable before the POST: a worker killed after Azure accepted it leaves this for the retry to find.
+        record = intent.write_intent(
+            context, self.external_id_key, item=self.protected_item_name, operation="Backup", posted_at=posted_at
+        )
+        # A running job that refuses this POST can only be ours if an earlier try's request started it.
+        self._intent_since = earlier.posted_at if earlier is not None else None
+        self.log.info("Triggering %s backup of %s", body["properties"]["objectType"], self.protected_item_name)
         try:
             triggered = self.hook.trigger_backup(
                 self.container_name,
@@ -206,6 +214,9 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
                 backup_request=body,
                 resource_group_name=self.resource_group_name,
                 vault_name=self.vault_name,
+                on_accepted=lambda handle: intent.record_operation(
+                    context, self.external_id_key, record, handle.operation_id
+                ),
             )
         except AzureBackupOperationInProgressError as exc:
             return self._attach_to_running_backup(context, exc)
@@ -232,8 +243,71 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         )
         return self._remember_job(context, triggered.job_id, owned=True)
 
+    def _recover_earlier_request(self, context: Context, earlier: intent.Intent) -> dict[str, Any] | None:
+        """An earlier try may have started a backup: attach to its job as ours, or None when it provably did not.
+
+        Lookup failures raise (the task fails and its next try looks again): only a successful search may lead to
+        a second POST. A job of that request that failed or was cancelled is no reason not to back up again.
+        """
+        self.log.warning(
+            "An earlier try of this task sent a backup request at %s (%s); looking for its job before posting.",
+            earlier.posted_at.isoformat(),
+            earlier.source,
+        )
+        if earlier.operation_id:
+            job_id = self._job_of_operation(earlier.operation_id)
+            if job_id is not None:
+                self.log.info("The earlier try's operation %s started job %s", earlier.operation_id, job_id)
+                return self._remember_job(context, job_id, owned=True)
+        jobs = self.hook.find_jobs_of_request(
+            self.container_name,
+            self.protected_item_name,
+            earlier.posted_at,
+            skew=CLOCK_SKEW,
+            visible_within=self.job_lookup_grace,
+            poll_interval=JOB_LOOKUP_INTERVAL,
+            resource_group_name=self.resource_group_name,
+            vault_name=self.vault_name,
+        )
+        # A failed, cancelled or cancelling job of that request is no backup: this try makes one.
+        ended_badly = BackupJobStatus.FAILURE_STATUSES | {BackupJobStatus.CANCELLING}
+        live = [job for job in jobs if job.status not in ended_badly]
+        if len(live) > 1:
+            raise self._ambiguous(live, earlier.posted_at, None)
+        if live:
+            job = live[0]
+            self.log.info("Found job %s (%s) of the earlier try's request; attaching to it.", job.job_id, job.status)
+            return self._remember_job(context, job.job_id, owned=True)
+        if jobs:
+            self.log.warning(
+                "The earlier try's backup job %s ended %s; starting a new backup.", jobs[0].job_id, jobs[0].status
+            )
+        else:
+            self.log.info("No job of the earlier try's request exists; starting the backup.")
+        return None
+
+    def _job_of_operation(self, operation_id: str) -> str | None:
+        """The job id an accepted operation reports (None while it does not know one, or if it failed)."""
+        try:
+            status = self.hook.get_operation_status(
+                self.container_name,
+                self.protected_item_name,
+                operation_id,
+                resource_group_name=self.resource_group_name,
+                vault_name=self.vault_name,
+            )
+        except (AzureBackupError, AzureError) as exc:
+            self.log.warning("Operation %s unreadable (%s); searching the item's jobs.", operation_id, exc)
+            return None
+        return status.job_id or None
+
     def _attach_to_running_backup(self, context: Context, cause: Exception) -> dict[str, Any]:
-        """Azure refused a second backup: wait on the running one instead (started by someone else, so not ours)."""
+        """Azure refused a second backup: wait on the running one instead.
+
+        It is this task's own when an earlier try of it posted a request at most ``CLOCK_SKEW`` after the job started
+        (the current POST was refused, so it started nothing); otherwise someone else started it, and this task never
+        cancels it.
+        """
         self.log.warning("A backup of this item is already running (%s); attaching to it.", cause)
         job = self.hook.find_in_progress_backup(
             self.container_name,
@@ -243,8 +317,15 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         )
         if job is None:
             raise cause
-        self.log.info("Attaching to running backup job %s (started %s)", job.job_id, job.start_time)
-        return self._remember_job(context, job.job_id, owned=False)
+        since = self._intent_since
+        owned = bool(since and job.start_time and job.start_time >= since - CLOCK_SKEW)
+        self.log.info(
+            "Attaching to running backup job %s (started %s; %s)",
+            job.job_id,
+            job.start_time,
+            "started by this task's request" if owned else "started by someone else, never cancelled by this task",
+        )
+        return self._remember_job(context, job.job_id, owned=owned)
 
     def _recover_accepted_backup(
         self, context: Context, accepted: AzureBackupAcceptedError, posted_at: datetime
@@ -252,86 +333,55 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         """Azure accepted our POST but we lost track of its operation: read it once more, else find the job."""
         self.log.warning("%s", accepted)
         if accepted.operation_id:
-            try:
-                status = self.hook.get_operation_status(
-                    self.container_name,
-                    self.protected_item_name,
-                    accepted.operation_id,
-                    resource_group_name=self.resource_group_name,
-                    vault_name=self.vault_name,
-                )
-            except (AzureBackupError, AzureError) as exc:
-                self.log.warning("Operation %s still unreadable: %s", accepted.operation_id, exc)
-            else:
-                if status.job_id:
-                    self.log.info("Operation %s started backup job %s", accepted.operation_id, status.job_id)
-                    return self._remember_job(context, status.job_id, owned=True)
+            job_id = self._job_of_operation(accepted.operation_id)
+            if job_id:
+                self.log.info("Operation %s started backup job %s", accepted.operation_id, job_id)
+                return self._remember_job(context, job_id, owned=True)
         return self._find_backup_started_since(context, accepted, posted_at)
 
     def _find_backup_started_since(self, context: Context, cause: Exception, posted_at: datetime) -> dict[str, Any]:
-        """The POST may have started a backup: look for the job it created, for ``job_lookup_grace`` seconds.
+        """The POST may have started a backup: look for its job for up to ``job_lookup_grace`` seconds.
 
-        Lookup errors are retried until the deadline too: giving up early would let a retry POST again.
+        When none is found, or the lookup fails, the original error is raised; the intent recorded before the POST
+        stays, so the next try looks again before posting.
         """
         self.log.warning("The backup request may have been acted on (%s); looking for its job.", cause)
-        deadline = time.time() + self.job_lookup_grace
-        item: ProtectedItem | None = None
-        while True:
-            try:
-                if item is None:
-                    item = self.hook.get_protected_item(
-                        self.container_name,
-                        self.protected_item_name,
-                        resource_group_name=self.resource_group_name,
-                        vault_name=self.vault_name,
-                    )
-                jobs = protocol.jobs_started_by_request(
-                    self.hook.list_item_backup_jobs(
-                        item,
-                        start_time=posted_at - CLOCK_SKEW,
-                        resource_group_name=self.resource_group_name,
-                        vault_name=self.vault_name,
-                    ),
-                    posted_at,
-                    CLOCK_SKEW,
-                )
-            except (AzureBackupError, AzureError) as exc:
-                self.log.warning("Looking for the job failed (%s); trying again.", exc)
-                jobs = []
-            if len(jobs) == 1:
-                self.log.info("Found backup job %s, started by our request at %s", jobs[0].job_id, posted_at)
-                return self._remember_job(context, jobs[0].job_id, owned=True)
-            if len(jobs) > 1:
-                ids = ", ".join(f"{j.job_id} ({j.status}, started {j.start_time})" for j in jobs)
-                raise AzureBackupError(
-                    f"Several backup jobs of {self.protected_item_name} may have been started by this task's request "
-                    f"at {posted_at.isoformat()}: {ids}; not guessing which one. First error: {cause}"
-                )
-            if time.time() >= deadline:
-                self.log.warning("No backup job of %s started since %s.", self.protected_item_name, posted_at)
-                self._remember_unresolved_post(context, posted_at)
-                raise cause
-            time.sleep(min(JOB_LOOKUP_INTERVAL, max(0.0, deadline - time.time())))
+        try:
+            jobs = self.hook.find_jobs_of_request(
+                self.container_name,
+                self.protected_item_name,
+                posted_at,
+                skew=CLOCK_SKEW,
+                visible_within=self.job_lookup_grace,
+                poll_interval=JOB_LOOKUP_INTERVAL,
+                resource_group_name=self.resource_group_name,
+                vault_name=self.vault_name,
+            )
+        except (AzureBackupError, AzureError) as exc:
+            self.log.warning("Looking for the job failed (%s); the next try looks again before posting.", exc)
+            raise cause from exc
+        if len(jobs) > 1:
+            raise self._ambiguous(jobs, posted_at, cause)
+        if not jobs:
+            self.log.warning("No backup job of %s started since %s.", self.protected_item_name, posted_at)
+            raise cause
+        self.log.info("Found backup job %s, started by our request at %s", jobs[0].job_id, posted_at)
+        return self._remember_job(context, jobs[0].job_id, owned=True)
 
-    def _unresolved_post(self, context: Context) -> datetime | None:
-        """When an earlier try's POST left no job id in the task state store (Airflow 3.3), its time."""
-        store = context.get("task_state_store")
-        stored = store.get(self.external_id_key) if store is not None else None
-        if isinstance(stored, Mapping) and not stored.get("job_id") and stored.get("posted_at"):
-            return datetime.fromisoformat(str(stored["posted_at"]))
-        return None
-
-    def _remember_unresolved_post(self, context: Context, posted_at: datetime) -> None:
-        """Keep the time of a POST that may have started a backup, so that a retry looks for it before posting."""
-        store = context.get("task_state_store")
-        if store is not None:
-            store.set(self.external_id_key, {"job_id": None, "owned": True, "posted_at": posted_at.isoformat()})
+    def _ambiguous(self, jobs: list[protocol.BackupJob], posted_at: datetime, cause: Exception | None) -> Exception:
+        ids = ", ".join(f"{j.job_id} ({j.status}, started {j.start_time})" for j in jobs)
+        return AzureBackupError(
+            f"Several backup jobs of {self.protected_item_name} may have been started by this task's request at "
+            f"{posted_at.isoformat()}: {ids}; not guessing which one."
+            + (f" First error: {cause}" if cause is not None else "")
+        )
 
     def _remember_job(self, context: Context, job_id: str, *, owned: bool) -> dict[str, Any]:
         """Make the job id known at once (XCom, log) and return what the task state store keeps across tries."""
         self.job_id = job_id
         self.owns_job = owned
         push_job_xcom(self.hook, context, job_id, self.hook.vault_ref(self.resource_group_name, self.vault_name))
+        context["ti"].xcom_push(key=JOB_OWNED_XCOM_KEY, value=owned)
         return {"job_id": job_id, "owned": owned}
 
     def get_job_status(self, external_id: Any, context: Context) -> str:

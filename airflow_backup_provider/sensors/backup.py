@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +19,24 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_backup_provider import protocol
 from airflow_backup_provider.assets import emit_backup_asset_event
-from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupNotFoundError
+from airflow_backup_provider.exceptions import (
+    AzureBackupConfigError,
+    AzureBackupNotFoundError,
+    AzureBackupThrottledError,
+)
 from airflow_backup_provider.hooks.backup import AzureBackupHook
 from airflow_backup_provider.links.backup import AzureBackupJobLink
 from airflow_backup_provider.operators.backup import push_job_xcom
+from airflow_backup_provider.protocol import RetryPolicy
 from airflow_backup_provider.triggers.backup import BackupJobTrigger
+from airflow_backup_provider.version_compat import AirflowRescheduleException
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+
+# Throttle waits a reschedule-mode poke sits through in its slot; a longer Retry-After reschedules the task instead.
+RESCHEDULE_MAX_THROTTLE_WAIT = 5.0
 
 
 class BackupJobSensor(BaseSensorOperator):
@@ -82,7 +93,14 @@ class BackupJobSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> AzureBackupHook:
-        return AzureBackupHook(self.azure_backup_conn_id, **self.hook_params)
+        params = dict(self.hook_params)
+        if self.mode == "reschedule" and not self.deferrable:
+            # A throttled poke hands its slot back and comes back after Retry-After, instead of sleeping in it.
+            policy = params.get("retry_policy") or RetryPolicy()
+            if isinstance(policy, Mapping):
+                policy = RetryPolicy(**policy)
+            params["retry_policy"] = dataclasses.replace(policy, max_throttle_wait=RESCHEDULE_MAX_THROTTLE_WAIT)
+        return AzureBackupHook(self.azure_backup_conn_id, **params)
 
     def _checked_job_id(self) -> str:
         job_id = self.job_id
@@ -95,11 +113,15 @@ class BackupJobSensor(BaseSensorOperator):
         try:
             job = self.hook.get_job(job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name)
         except AzureBackupNotFoundError as exc:
-            if not protocol.job_not_visible(exc):
-                raise  # the vault, resource group or subscription is wrong: waiting will not help
+            # Raises when the vault (or its group / subscription) is gone: waiting will not help.
+            self.hook.explain_job_not_found(
+                job_id, exc, resource_group_name=self.resource_group_name, vault_name=self.vault_name
+            )
             # Right after a trigger the job may not be visible yet; the sensor timeout bounds this.
-            self.log.warning("Backup job %s not found (yet); will poke again.", job_id)
+            self.log.warning("Backup job %s not found yet (its vault exists); will poke again.", job_id)
             return False
+        except AzureBackupThrottledError as exc:
+            return self._throttled(exc)
         self.log.info("Backup job %s (%s): %s", job_id, job.entity_friendly_name, job.describe_progress())
         if not job.is_terminal:
             return False
@@ -109,6 +131,18 @@ class BackupJobSensor(BaseSensorOperator):
             self, context, self.hook, job, resource_group_name=self.resource_group_name, vault_name=self.vault_name
         )
         return PokeReturnValue(is_done=True, xcom_value=summary)
+
+    def _throttled(self, exc: AzureBackupThrottledError) -> bool:
+        """Not done: come back when the service said (reschedule mode frees the slot until then)."""
+        wait = max(self._poke_seconds(), exc.retry_after or 0.0)
+        self.log.warning("Azure throttled the job read (HTTP %s); poking again in %.0f s.", exc.http_status, wait)
+        if self.mode == "reschedule" and wait > self._poke_seconds():
+            raise AirflowRescheduleException(datetime.now(timezone.utc) + timedelta(seconds=wait))
+        return False
+
+    def _poke_seconds(self) -> float:
+        interval = self.poke_interval
+        return interval.total_seconds() if isinstance(interval, timedelta) else float(interval)
 
     def execute(self, context: Context) -> Any:
         if self.deferrable:

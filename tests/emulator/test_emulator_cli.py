@@ -7,6 +7,7 @@ import os
 import pathlib
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ import time
 import pytest
 import requests
 
-from airflow_backup_provider.emulator import CLIENT_ID, CLIENT_SECRET, TENANT_ID
+from airflow_backup_provider.emulator import CLIENT_ID, CLIENT_SECRET, TENANT_ID, AdminClient
 
 
 def _stdout_lines(process: subprocess.Popen[str]) -> queue.Queue[str | None]:
@@ -72,8 +73,11 @@ def test_cli_prints_settings_serves_and_stops(tmp_path: pathlib.Path, stop_signa
         base_url = extra["resource_manager_endpoint"]
         assert base_url == extra["authority_host"]
         assert base_url.startswith("https://127.0.0.1:")
-        assert lines[1:] == [f"REQUESTS_CA_BUNDLE={ca_file}", f"SSL_CERT_FILE={ca_file}"]
+        bundle = tmp_path / "ca-bundle.pem"
+        assert lines[1:] == [f"REQUESTS_CA_BUNDLE={bundle}", f"SSL_CERT_FILE={bundle}"]
         assert ca_file.read_text().startswith("-----BEGIN CERTIFICATE-----")
+        assert bundle.read_text().rstrip().endswith(ca_file.read_text().rstrip())  # system CAs, then the emulator's
+        assert requests.get(f"{base_url}/_emulator/health", verify=str(bundle), timeout=5).ok
 
         assert requests.get(f"{base_url}/_emulator/health", verify=str(ca_file), timeout=5).json()["status"] == "ok"
         token = requests.post(
@@ -108,7 +112,7 @@ def test_cli_export_format(tmp_path: pathlib.Path) -> None:
     try:
         lines = _take(_stdout_lines(process), 3)
         assert lines[0].startswith("export AIRFLOW_CONN_AZURE_BACKUP_DEFAULT='{")
-        assert lines[1] == f"export REQUESTS_CA_BUNDLE={ca_file}"
+        assert lines[1] == f"export REQUESTS_CA_BUNDLE={tmp_path / 'ca-bundle.pem'}"
         # the shell reads the quoted JSON back unchanged
         echoed = subprocess.run(
             ["bash", "-c", f'{lines[0]}; printf %s "$AIRFLOW_CONN_AZURE_BACKUP_DEFAULT"'],
@@ -123,3 +127,63 @@ def test_cli_export_format(tmp_path: pathlib.Path) -> None:
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_cli_seeds_a_fleet(tmp_path: pathlib.Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_backup_provider.emulator", "--ca-file", str(ca_file),
+         "--vaults", "2", "--items-per-vault", "3", "--health-states"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        lines = _take(_stdout_lines(process), 3)
+        base_url = json.loads(lines[0].partition("=")[2])["extra"]["resource_manager_endpoint"]
+        admin = AdminClient(base_url, ca_file)
+        vaults = {v["name"]: v["items"] for v in admin.vaults()}
+        assert vaults == {"vault-demo": 3 + 3 + 4, "vault-demo-02": 3}
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--vaults", "0"], "vaults must be in 1..1000, got 0"), (["--items-per-vault", "-1"], "items_per_vault")],
+)
+def test_cli_refuses_bad_fleet_sizes(tmp_path: pathlib.Path, argv: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_backup_provider.emulator", "--ca-file", str(tmp_path / "ca.pem"), *argv],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_cli_busy_port_is_one_clear_line(tmp_path: pathlib.Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow_backup_provider.emulator", "--ca-file", str(tmp_path / "ca.pem"),
+             "--port", str(port)],
+            check=False, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in lines[0]
+    assert "--port 0" in lines[0]
+    assert not (tmp_path / "ca.pem").exists()  # nothing written for an emulator that never served

@@ -76,9 +76,16 @@ def test_token_endpoint_error_shapes(azure_backup_emulator: Emulator) -> None:
     unknown_tenant = post(tenant="22222222-2222-2222-2222-222222222222")
     assert unknown_tenant.status_code == 400
     assert "AADSTS90002" in unknown_tenant.json()["error_description"]
-    bad_resource = post(scope="https://management.azure.com/.default")
-    assert (bad_resource.status_code, bad_resource.json()["error"]) == (400, "invalid_resource")
-    assert "AADSTS500011" in bad_resource.json()["error_description"]
+    for foreign in (
+        "https://graph.microsoft.com/.default",
+        "https://management.azure.com.example.org/.default",
+        "https://management.azure.com///.default",
+        "https://vault.azure.net/.default",
+        "https://127.0.0.1:1/.default",
+    ):
+        bad_resource = post(scope=foreign)
+        assert (bad_resource.status_code, bad_resource.json()["error"]) == (400, "invalid_resource"), foreign
+        assert "AADSTS500011" in bad_resource.json()["error_description"]
     assert post(scope=f"{emu.base_url}/user_impersonation").json()["error"] == "invalid_scope"
     assert post(grant_type="password").json()["error"] == "unsupported_grant_type"
     # a double slash and a claims parameter are accepted
@@ -92,6 +99,35 @@ def test_token_endpoint_error_shapes(azure_backup_emulator: Emulator) -> None:
     unknown_oidc = requests.get(f"{emu.base_url}/common/v2.0/.well-known/openid-configuration", verify=emu.ca_file)
     assert unknown_oidc.status_code == 400
     _assert_secret_never_recorded(emu)
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "{base}",
+        "{base}/",
+        "https://management.azure.com",
+        "https://management.azure.com/",
+        "https://management.core.windows.net",
+        "https://management.core.windows.net/",
+        "HTTPS://Management.Azure.com/",
+    ],
+)
+def test_token_endpoint_accepts_the_audiences_arm_accepts(azure_backup_emulator: Emulator, resource: str) -> None:
+    emu = azure_backup_emulator
+    scope = resource.format(base=emu.base_url) + "/.default"
+    data = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "scope": scope}
+    response = requests.post(f"{emu.base_url}/{TENANT_ID}/oauth2/v2.0/token", data=data, verify=emu.ca_file)
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    vault = requests.get(
+        emu.vault_url,
+        params={"api-version": "2026-10-01"},
+        headers={"Authorization": f"Bearer {token}"},
+        verify=emu.ca_file,
+        timeout=10,
+    )
+    assert vault.status_code == 200, vault.text
 
 
 def test_unknown_tenant_fails_in_azure_identity(azure_backup_emulator: Emulator) -> None:

@@ -171,3 +171,23 @@ def test_sdk_items_and_cancel_and_restore(
     client.job_cancellations.trigger(VAULT_NAME, RESOURCE_GROUP, restore.name)
     cancelling = client.job_details.get(VAULT_NAME, RESOURCE_GROUP, restore.name).properties
     assert cancelling is not None and cancelling.status == "Cancelling"
+
+
+def test_sdk_with_default_credential_scopes(azure_backup_emulator: Emulator) -> None:
+    """A user's own DAG code builds the client as for Azure, pointing only ``base_url`` at the emulator: the SDK
+    then asks for ``https://management.azure.com/.default``, which the emulator accepts as ARM does."""
+    emu = azure_backup_emulator
+    credential = ClientSecretCredential(
+        TENANT_ID, CLIENT_ID, CLIENT_SECRET, authority=emu.base_url, disable_instance_discovery=True
+    )
+    with RecoveryServicesBackupClient(credential, SUBSCRIPTION_ID, base_url=emu.base_url) as sdk:
+        items = list(sdk.backup_protected_items.list(VAULT_NAME, RESOURCE_GROUP))
+        assert {i.name for i in items} == {i.protected_item_name for i in SEEDED_ITEMS}
+        job = next(iter(sdk.backup_jobs.list(VAULT_NAME, RESOURCE_GROUP)))
+        assert job.name and job.properties is not None and job.properties.status
+    token_posts = [r for r in emu.requests if r.path.endswith("/oauth2/v2.0/token")]
+    assert token_posts, "the SDK did not sign in at the emulator"
+    assert token_posts[0].body["scope"] == "https://management.azure.com/.default"
+    assert all(r.status == 200 for r in token_posts)
+    arm_calls = [r for r in emu.requests if r.path.startswith("/subscriptions/")]
+    assert len(arm_calls) == 2 and all(r.status == 200 and r.has_bearer for r in arm_calls)

@@ -42,12 +42,12 @@ def test_without_the_ca_verification_fails(azure_backup_emulator: Emulator) -> N
     assert requests.get(f"{azure_backup_emulator.base_url}/_emulator/health", verify=azure_backup_emulator.ca_file).ok
 
 
-def test_certificate_names_ip_and_localhost(azure_backup_emulator: Emulator) -> None:
+def test_certificate_names_ipv4_ipv6_and_localhost(azure_backup_emulator: Emulator) -> None:
     pem = ssl.get_server_certificate(("127.0.0.1", azure_backup_emulator.port))
     cert = x509.load_pem_x509_certificate(pem.encode())
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "localhost" in sans.get_values_for_type(x509.DNSName)
-    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1", "::1"]
     localhost_url = azure_backup_emulator.base_url.replace("127.0.0.1", "localhost")
     assert requests.get(f"{localhost_url}/_emulator/health", verify=azure_backup_emulator.ca_file).ok
 
@@ -183,3 +183,29 @@ def test_concurrent_clients(azure_backup_emulator: Emulator) -> None:
     assert len(statuses) == 8 * 15
     assert set(statuses) <= {200, 202, 400}
     assert statuses.count(202) == 1  # exactly one backup wins, the others see UserErrorBackupOperationInProgress
+
+
+def test_client_env_names_a_bundle_of_system_and_emulator_cas(azure_backup_emulator: Emulator) -> None:
+    emu = azure_backup_emulator
+    env = emu.client_env()
+    assert env["REQUESTS_CA_BUNDLE"] == env["SSL_CERT_FILE"] == emu.ca_bundle != emu.ca_file
+    bundle = pathlib.Path(emu.ca_bundle).read_text()
+    system = ssl.get_default_verify_paths().openssl_cafile
+    system_pem = (
+        pathlib.Path(system).read_text()
+        if pathlib.Path(system).is_file()
+        else pathlib.Path(certifi.where()).read_text()
+    )
+    assert bundle.startswith(system_pem.rstrip())  # every system CA, unchanged
+    assert bundle.rstrip().endswith(pathlib.Path(emu.ca_file).read_text().rstrip())
+    context = ssl.create_default_context(cafile=emu.ca_bundle)
+    assert context.cert_store_stats()["x509_ca"] > 10  # the public roots are still trusted
+    assert requests.get(f"{emu.base_url}/_emulator/health", verify=emu.ca_bundle).ok
+
+
+def test_busy_port_raises_a_clear_oserror(azure_backup_emulator: Emulator, tmp_path: pathlib.Path) -> None:
+    with pytest.raises(OSError, match=rf"port {azure_backup_emulator.port} on 127.0.0.1 is already in use") as caught:
+        Emulator(EmulatorConfig(port=azure_backup_emulator.port), ca_file=tmp_path / "ca.pem").start()
+    assert "--port 0" in str(caught.value)
+    with Emulator(EmulatorConfig(port=0), ca_file=tmp_path / "ca.pem") as free:
+        assert free.port != azure_backup_emulator.port

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, PokeReturnValue, TaskDeferred
 
+from airflow_backup_provider.emulator import VAULT_NAME as VM_ITEM_VAULT
 from airflow_backup_provider.emulator import VM_ITEM, Emulator, Fault
 from airflow_backup_provider.exceptions import (
     AzureBackupConfigError,
     AzureBackupJobFailedError,
+    AzureBackupNotFoundError,
     AzureBackupTriggerEventError,
 )
 from airflow_backup_provider.hooks.backup import AzureBackupHook
@@ -207,3 +211,59 @@ class TestDeferrable:
     def test_execute_complete_failures(self, event: dict[str, Any] | None, error: type[Exception]) -> None:
         with pytest.raises(error):
             sensor("j1").execute_complete({"ti": RecordingTI()}, event)
+
+
+def test_job_404_in_a_missing_vault_fails_at_once_naming_the_vault(emulator: Emulator) -> None:
+    job_id = start_backup(emulator)
+    with pytest.raises(AzureBackupNotFoundError, match="vault 'no-such-vault'"):
+        sensor(job_id, vault_name="no-such-vault").poke({"ti": RecordingTI()})
+    assert [r.path.rsplit("/", 1)[-1] for r in emulator.requests if r.method == "GET"][-2:] == [job_id, "no-such-vault"]
+
+
+def test_ambiguous_job_404_checks_the_vault_then_keeps_poking(emulator: Emulator) -> None:
+    emulator.add_fault(Fault(kind="job_not_found", count=1))
+    job_id = start_backup(emulator)
+    emulator.clear_requests()
+    assert sensor(job_id).poke({"ti": RecordingTI()}) is False
+    gets = [r.path for r in emulator.requests if r.method == "GET" and r.path.startswith("/subscriptions/")]
+    assert gets[0].endswith(job_id) and gets[1].endswith(f"/vaults/{VM_ITEM_VAULT}")
+
+
+def test_throttled_reschedule_poke_frees_the_slot_until_retry_after(emulator: Emulator) -> None:
+    from airflow_backup_provider.version_compat import AirflowRescheduleException
+
+    job_id = start_backup(emulator, duration=10**6)
+    emulator.add_fault(Fault(kind="throttle", method="GET", path_regex="/backupJobs/", count=100, retry_after=3600))
+    emulator.clear_requests()
+    before = datetime.now(timezone.utc)
+    with pytest.raises(AirflowRescheduleException) as info:
+        sensor(job_id, poke_interval=30).poke({"ti": RecordingTI()})
+    assert info.value.reschedule_date >= before + timedelta(seconds=3600)
+    job_reads = [r for r in emulator.requests if r.path.endswith(job_id)]
+    assert len(job_reads) == 1  # not retried in the worker slot
+
+
+def test_throttled_poke_in_poke_mode_is_not_done(emulator: Emulator) -> None:
+    job_id = start_backup(emulator, duration=10**6)
+    emulator.add_fault(Fault(kind="throttle", method="GET", path_regex="/backupJobs/", count=1, retry_after=1))
+    policy = RetryPolicy(max_attempts=1)
+    s = BackupJobSensor(task_id="w", job_id=job_id, mode="poke", hook_params={"retry_policy": policy})
+    assert s.poke({"ti": RecordingTI()}) is False
+
+
+def test_trigger_waits_out_throttling_longer_than_its_retries(emulator: Emulator) -> None:
+    job_id = start_backup(emulator, duration=30)
+    emulator.add_fault(Fault(kind="throttle", method="GET", path_regex="/backupJobs/", count=3, retry_after=1))
+    trigger = BackupJobTrigger(
+        job_id=job_id,
+        azure_backup_conn_id="azure_backup_default",
+        end_time=time.time() + 60,
+        poll_interval=0.2,
+        hook_params={"retry_policy": RetryPolicy(max_attempts=1)},
+    )
+
+    async def first_event() -> Any:
+        return await trigger.run().__anext__()
+
+    event = asyncio.run(first_event())
+    assert event.payload["status"] == "success", event.payload

@@ -1572,7 +1572,7 @@ def test_filter_is_encoded() -> None:
     [
         pytest.param("https://evil.example.com/subscriptions/x", "evil.example.com", id="other-host"),
         pytest.param("https://management.azure.com.evil.com/x", "management.azure.com.evil.com", id="suffix-host"),
-        pytest.param("https://management.azure.com@evil.com/x", "management.azure.com@evil.com", id="userinfo"),
+        pytest.param("https://management.azure.com@evil.com/x", "evil.com", id="userinfo"),  # userinfo never echoed
         pytest.param("https://management.azure.com:8443/x", "management.azure.com:8443", id="other-port"),
         pytest.param("http://management.azure.com/x", "management.azure.com", id="http"),
         pytest.param("/subscriptions/x", "/subscriptions/x", id="relative"),
@@ -2525,28 +2525,79 @@ def test_wait_for_job_deadline_caps_the_last_sleep(clock: FakeClock) -> None:
     assert driver.steps == ["GET", "sleep:30", "GET", "sleep:15", "GET"]
 
 
+VAULT_EXISTS = resp(200, {"name": "NetSDKTestRsVault", "location": "westus", "properties": {}})
+
+
 def test_wait_for_job_waits_out_a_job_404_within_the_grace(clock: FakeClock) -> None:
-    driver = Driver(_not_found("BMSUserErrorJobNotFound"), resp(200, job_body("Completed")), clock=clock)
+    driver = Driver(_not_found("BMSUserErrorJobNotFound"), VAULT_EXISTS, resp(200, job_body("Completed")), clock=clock)
     flow = wait_for_job(API, VAULT, JOB_ID, poll_interval=10, deadline=clock.now + 3600, clock=clock)
     assert driver.run(flow).job is not None
 
 
 def test_wait_for_job_404_past_the_grace_raises(clock: FakeClock) -> None:
-    driver = Driver(*[_not_found("BMSUserErrorJobNotFound")] * 5, clock=clock)
+    driver = Driver(*[_not_found("BMSUserErrorJobNotFound"), VAULT_EXISTS] * 3, _not_found("X"), clock=clock)
     flow = wait_for_job(
         API, VAULT, JOB_ID, poll_interval=10, deadline=clock.now + 3600, not_found_grace=25, clock=clock
     )
-    with pytest.raises(AzureBackupNotFoundError, match="BMSUserErrorJobNotFound"):
+    with pytest.raises(AzureBackupNotFoundError, match="X"):
         driver.run(flow)
-    assert driver.steps.count("GET") == 4
+    assert driver.steps.count("GET") == 7  # 4 job reads, 3 vault checks
 
 
-@pytest.mark.parametrize("code", ["ResourceNotFound", "ResourceGroupNotFound", "SubscriptionNotFound"])
-def test_wait_for_job_container_404_fails_at_once(clock: FakeClock, code: str) -> None:
+def test_ambiguous_resource_not_found_with_existing_vault_keeps_waiting(clock: FakeClock) -> None:
+    """ARM may say ResourceNotFound for a job it does not show yet: the vault decides, not the code."""
+    driver = Driver(_not_found("ResourceNotFound"), VAULT_EXISTS, resp(200, job_body("Completed")), clock=clock)
+    result = driver.run(wait_for_job(API, VAULT, JOB_ID, poll_interval=10, deadline=clock.now + 3600, clock=clock))
+    assert result.job is not None and result.job.status == "Completed"
+
+
+def test_resource_not_found_with_missing_vault_fails_at_once_naming_the_vault(clock: FakeClock) -> None:
+    driver = Driver(_not_found("ResourceNotFound"), _not_found("ResourceNotFound"), clock=clock)
+    with pytest.raises(AzureBackupNotFoundError, match="vault 'NetSDKTestRsVault' in resource group 'SwaggerTestRg'"):
+        driver.run(wait_for_job(API, VAULT, JOB_ID, poll_interval=10, deadline=clock.now + 3600, clock=clock))
+    assert driver.steps == ["GET", "GET"]
+
+
+@pytest.mark.parametrize("code", ["ResourceGroupNotFound", "SubscriptionNotFound"])
+def test_wait_for_job_parent_404_fails_at_once(clock: FakeClock, code: str) -> None:
     driver = Driver(_not_found(code), clock=clock)
     with pytest.raises(AzureBackupNotFoundError, match=code):
         driver.run(wait_for_job(API, VAULT, JOB_ID, poll_interval=10, deadline=clock.now + 3600, clock=clock))
     assert driver.steps == ["GET"]
+
+
+def test_wait_for_job_waits_out_throttling_beyond_the_request_retries(clock: FakeClock) -> None:
+    throttled = resp(429, {"error": {"code": "TooManyRequests", "message": "slow down"}}, {"Retry-After": "300"})
+    policy = RetryPolicy(max_attempts=2, max_retry_after=120)
+    api = BackupApi(API.base_url, policy=policy)
+    driver = Driver(throttled, throttled, resp(200, job_body("Completed")), clock=clock)
+    result = driver.run(wait_for_job(api, VAULT, JOB_ID, poll_interval=10, deadline=clock.now + 3600, clock=clock))
+    assert result.job is not None
+    assert clock.now >= 120 + 300  # one in-request wait (capped), then the service's full Retry-After
+
+
+def test_max_throttle_wait_raises_instead_of_sleeping_with_retry_after() -> None:
+    throttled = resp(429, {"error": {"code": "TooManyRequests", "message": "slow down"}}, {"Retry-After": "3600"})
+    driver = Driver(throttled)
+    with pytest.raises(AzureBackupThrottledError) as info:
+        driver.run(call(API.get_job(VAULT, JOB_ID), RetryPolicy(max_throttle_wait=5)))
+    assert info.value.retry_after == 3600
+    assert driver.steps == ["GET"]  # no sleep in the caller's slot
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [("completed", "Completed"), ("COMPLETEDWITHWARNINGS", "CompletedWithWarnings"), ("inprogress", "InProgress")],
+)
+def test_job_statuses_are_read_case_insensitively(raw: str, canonical: str) -> None:
+    job = parse_job({"name": "j", "properties": {"status": raw}})
+    assert job.status == canonical
+    assert job.is_terminal == (canonical != "InProgress")
+
+
+def test_operation_statuses_are_read_case_insensitively() -> None:
+    status = parse_operation_status({"name": "op", "status": "succeeded", "properties": {"jobId": "j"}})
+    assert status.status == OperationStatusValue.SUCCEEDED
 
 
 def test_cancel_without_follow_sends_only_the_post() -> None:

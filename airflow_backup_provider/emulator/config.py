@@ -1,4 +1,5 @@
-"""Public value types of the emulator: seeded identities, configuration, faults and the request log entries.
+"""Configuration and seed data of the emulator: seeded identities and items, :class:`EmulatorConfig`, :class:`Fault`,
+and the value types it hands out (:class:`RecordedRequest`, :class:`JobView`).
 
 Everything here is plain data (no I/O) so it can be imported cheaply, e.g. by the pytest plugin or a demo script.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
-from typing import Any, Literal, cast, get_args
+from typing import Any, ClassVar, Literal, cast, get_args
 
 # --------------------------------------------------------------------------------------------------------------------
 # Seeded identities. Clearly fake values: nothing here is a real tenant, app or secret.
@@ -86,6 +87,15 @@ class EmulatorConfig:
     - ``default_job_duration``: virtual duration of a backup/restore job unless ``set_item_behavior`` says otherwise.
     - ``cancel_duration``: virtual time a cancelled job stays ``Cancelling``.
     - ``max_recorded_requests``: the request log keeps only the newest entries beyond this.
+
+    Seed settings (applied at start and by :meth:`Emulator.reset`, not by ``configure``):
+
+    - ``vaults``: vaults in the seeded resource group: ``vault-demo`` and ``vault-demo-02`` … ``vault-demo-NN``.
+    - ``items_per_vault``: healthy generated items in every vault (VM, file share, SQL database in turn), each with
+      a recovery point and a completed backup job in the last day; ``vault-demo`` keeps its three seeded items too.
+    - ``health_states``: add the four health-check states to ``vault-demo`` (see :func:`.seed.seed_health_states`).
+    - ``jobs``: backup jobs already InProgress at start, spread over the vaults, each on its own VM item.
+    - ``jobs_duration``: virtual duration of those jobs (default a day).
     """
 
     host: str = "127.0.0.1"
@@ -99,6 +109,15 @@ class EmulatorConfig:
     cancel_duration: float = 60.0
     location: str = LOCATION
     max_recorded_requests: int = 10_000
+    vaults: int = 1
+    items_per_vault: int = 0
+    health_states: bool = False
+    jobs: int = 0
+    jobs_duration: float = 86_400.0
+
+    SEED_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"vaults", "items_per_vault", "health_states", "jobs", "jobs_duration"}
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -119,6 +138,16 @@ class EmulatorConfig:
             raise ValueError("durations must be >= 0")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be in 0..65535")
+        if self.max_recorded_requests < 0:
+            raise ValueError(f"max_recorded_requests must be >= 0, got {self.max_recorded_requests}")
+        if not 1 <= self.vaults <= 1000:
+            raise ValueError(f"vaults must be in 1..1000, got {self.vaults}")
+        if not 0 <= self.items_per_vault <= 100_000:
+            raise ValueError(f"items_per_vault must be in 0..100000, got {self.items_per_vault}")
+        if not 0 <= self.jobs <= 1_000_000:
+            raise ValueError(f"jobs must be in 0..1000000, got {self.jobs}")
+        if self.jobs_duration <= 0:
+            raise ValueError(f"jobs_duration must be > 0, got {self.jobs_duration}")
 
     @classmethod
     def field_names(cls) -> frozenset[str]:
@@ -255,6 +284,8 @@ class JobView:
     start_time: datetime
     end_time: datetime | None
     job_type: str
+    vault_name: str = VAULT_NAME
+    resource_group: str = RESOURCE_GROUP
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

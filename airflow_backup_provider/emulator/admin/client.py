@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 import urllib.request
 from typing import Any
 
-from .models import Fault
-from .tls import client_ssl_context
+from airflow_backup_provider.emulator.config import Fault, SeededItem
+from airflow_backup_provider.emulator.tls import client_ssl_context
 
 
 class AdminClient:
@@ -64,13 +65,47 @@ class AdminClient:
         self._call("POST", "reset")
 
     def set_item_behavior(
-        self, protected_item_name: str, outcome: str = "Completed", duration_seconds: float = 1200.0
+        self,
+        protected_item_name: str,
+        outcome: str = "Completed",
+        duration_seconds: float = 1200.0,
+        *,
+        vault: str | None = None,
     ) -> None:
-        self._call(
-            "POST",
-            "items/behavior",
-            {"protected_item_name": protected_item_name, "outcome": outcome, "duration_seconds": duration_seconds},
+        payload: dict[str, Any] = {
+            "protected_item_name": protected_item_name,
+            "outcome": outcome,
+            "duration_seconds": duration_seconds,
+        }
+        if vault is not None:
+            payload["vault"] = vault
+        self._call("POST", "items/behavior", payload)
+
+    def vaults(self) -> list[dict[str, Any]]:
+        """Every vault with ``resource_group``, ``name``, ``id``, ``items``, ``jobs``, ``active_jobs``."""
+        result: list[dict[str, Any]] = self._call("GET", "vaults")["value"]
+        return result
+
+    def add_vault(self, resource_group: str, name: str) -> str:
+        """See :meth:`Emulator.add_vault`; returns the vault's ARM id."""
+        return str(self._call("POST", "vaults", {"resource_group": resource_group, "name": name})["id"])
+
+    def add_item(self, vault: str, kind: str, name: str, **options: str) -> SeededItem:
+        """See :meth:`Emulator.add_item` (options: ``health``, ``resource_group``, ``source_resource_group``,
+        ``storage_account``, ``server``); returns the item's names."""
+        return SeededItem(**self._call("POST", "items", {"vault": vault, "kind": kind, "name": name, **options}))
+
+    def seed_health_states(self, vault: str = "vault-demo") -> dict[str, SeededItem]:
+        """See :meth:`Emulator.seed_health_states`."""
+        result = self._call("POST", "seed/health-states", {"vault": vault})
+        return {state: SeededItem(**seed) for state, seed in result.items()}
+
+    def finish_job(self, job_id: str, outcome: str = "Completed") -> dict[str, Any]:
+        """End a running job now with ``outcome``; returns the job (as in :meth:`jobs`)."""
+        result: dict[str, Any] = self._call(
+            "POST", f"jobs/{urllib.parse.quote(job_id, safe='')}/finish", {"outcome": outcome}
         )
+        return result
 
     def configure(self, **changes: Any) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", "config", changes)
