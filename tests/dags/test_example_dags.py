@@ -129,8 +129,8 @@ class TestVerifyNotify:
         emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=600)
 
         def forget_backups(*_: Any) -> None:  # no public emulator call for it yet: edit the in-process state
-            with emulator.app.lock:
-                item = emulator.app.state.item_by_name(VM_ITEM.protected_item_name)
+            with emulator.app.vault.lock:
+                item = emulator.app.vault.item_by_name(VM_ITEM.protected_item_name)
                 item.recovery_points.clear()
 
         verify_notify.azure_backup_verify_notify.get_task("wait_for_backup").post_execute = forget_backups

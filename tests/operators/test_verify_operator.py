@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from airflow_backup_provider.emulator import SQL_ITEM, VM_ITEM, Emulator, SeededItem
+from airflow_backup_provider.emulator import SQL_ITEM, VAULT_NAME, VM_ITEM, Emulator, SeededItem
 from airflow_backup_provider.exceptions import (
     AzureBackupConfigError,
     AzureBackupNotFoundError,
@@ -120,8 +120,8 @@ def test_job_still_running_has_no_recovery_point_yet(emulator: Emulator) -> None
 def test_completed_job_whose_recovery_point_is_gone(emulator: Emulator) -> None:
     job_id = backup(VM_ITEM)
     # The point expired or was deleted since (no public emulator call for it yet: edit the in-process state).
-    with emulator.app.lock:
-        emulator.app.state.item_by_name(VM_ITEM.protected_item_name).recovery_points.pop()
+    with emulator.app.vault.lock:
+        emulator.app.vault.item_by_name(VM_ITEM.protected_item_name).recovery_points.pop()
     error, report, _ = failing(make_op(job_id))
     assert checks(report) == {"job_succeeded": True, "recovery_point_exists": False, "item_healthy": True}
     assert "recovery_point_exists: no recovery point of vm-app-01 at or after the job start" in str(error)
@@ -140,15 +140,21 @@ def test_workload_item_unhealthy_after_a_later_failed_backup(emulator: Emulator)
 
 
 def test_never_backed_up_sentinel(emulator: Emulator) -> None:
+    # A job id of another item against a protected but never backed-up one (the emulator's "never" state).
     job_id = backup(VM_ITEM)
-    # A re-protected item reporting the service's "never backed up" values (no public emulator call for it yet).
-    with emulator.app.lock:
-        item = emulator.app.state.item_by_name(VM_ITEM.protected_item_name)
-        item.last_backup_status = ""
-        item.last_backup_time = datetime(2001, 1, 1, tzinfo=timezone.utc)
-    error, report, _ = failing(make_op(job_id))
-    assert checks(report)["item_healthy"] is False
+    fresh = emulator.add_item(VAULT_NAME, "VM", "vm-fresh", health="never")
+    error, report, _ = failing(make_op(job_id, fresh))
+    assert checks(report) == {"job_succeeded": True, "recovery_point_exists": False, "item_healthy": False}
+    assert "item_healthy: vm-fresh: protectionState is IRPending, not Protected" in str(error)
     assert "never backed up (lastBackupTime 2001-01-01T00:00:00" in str(error)
+
+
+def test_stopped_protection(emulator: Emulator) -> None:
+    job_id = backup(VM_ITEM)
+    stopped = emulator.add_item(VAULT_NAME, "VM", "vm-stopped", health="stopped")
+    error, report, _ = failing(make_op(job_id, stopped, require_healthy_item=True))
+    assert checks(report)["item_healthy"] is False
+    assert "protectionState is ProtectionStopped, not Protected" in str(error)
 
 
 def test_stale_recovery_point(emulator: Emulator) -> None:
