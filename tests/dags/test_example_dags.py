@@ -236,3 +236,49 @@ class TestNightlyCheck:
         report = xcom(tis["check"], "health_report")
         assert [e["vault"] for e in report["vault_errors"]] == ["rg-gone/vault-gone"]
         assert len(report["healthy"]) == 3
+
+
+@pytest.fixture(scope="module")
+def restore_drill() -> Any:
+    return load_module(REPO / "example_dags" / "azure_backup_restore_drill.py")
+
+
+@pytest.mark.usefixtures("airflow_db")
+class TestRestoreDrill:
+    @pytest.fixture(autouse=True)
+    def _quick(self, emulator: Emulator) -> None:
+        emulator.configure(operation_polls_in_progress=0)
+        emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=600)
+
+    def test_latest_point_is_restored_to_staging_and_reported(self, restore_drill: Any, emulator: Emulator) -> None:
+        from airflow.utils.state import DagRunState
+
+        points = AzureBackupHook().list_recovery_points(VM_ITEM.container_name, VM_ITEM.protected_item_name)
+        latest = max(points, key=lambda p: p.recovery_point_time).recovery_point_id  # type: ignore[arg-type,return-value]
+        dag_run, tis = run(restore_drill.dag)
+        assert dag_run.state == DagRunState.SUCCESS, {t: ti.state for t, ti in tis.items()}
+        job_id = xcom(tis["restore"])
+        # Airflow 3 reads a numeric string back from XCom as a number.
+        assert str(xcom(tis["restore"], "recovery_point_id")) == latest
+        assert emulator.job(job_id).operation == "Restore" and emulator.job(job_id).status == "Completed"
+        [post] = [r for r in emulator.requests if r.method == "POST" and r.path.endswith("/restore")]
+        assert f"/recoveryPoints/{latest}/restore" in post.path
+        assert post.body["properties"]["storageAccountId"].endswith("/storageAccounts/strestorestaging")
+        assert post.body["properties"]["recoveryType"] == "RestoreDisks"
+        checked = xcom(tis["verify_restore"])
+        assert checked["status"] == "Completed" and checked["recovery_point_id"] == latest
+        message = xcom(tis["notify"])
+        assert message["ok"] and message["title"] == "Azure Backup restore drill: Restore of vm-app-01 Completed"
+        assert ["Job", job_id] in message["facts"]
+
+    def test_failed_restore_fails_the_drill_and_names_the_job(
+        self, restore_drill: Any, emulator: Emulator, task_logs: Any
+    ) -> None:
+        from airflow.utils.state import DagRunState, TaskInstanceState
+
+        emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Failed", duration_seconds=600)
+        dag_run, tis = run(restore_drill.dag)
+        assert dag_run.state == DagRunState.FAILED
+        assert tis["wait_for_restore"].state == TaskInstanceState.FAILED
+        job_id = xcom(tis["restore"])
+        assert f"Azure Backup restore drill FAILED: job {job_id} failed" in task_logs()
