@@ -282,3 +282,61 @@ class TestRestoreDrill:
         assert tis["wait_for_restore"].state == TaskInstanceState.FAILED
         job_id = xcom(tis["restore"])
         assert f"Azure Backup restore drill FAILED: job {job_id} failed" in task_logs()
+
+
+@pytest.mark.usefixtures("airflow_db")
+class TestNightlyCheckOnASeededFleet:
+    def test_reports_exactly_the_seeded_unhealthy_items(
+        self, nightly_check: Any, emulator: Emulator, task_logs: Any
+    ) -> None:
+        from airflow.utils.state import DagRunState
+
+        from airflow_backup_provider.emulator import RESOURCE_GROUP, VAULT_NAME
+
+        seeded = emulator.seed_health_states(VAULT_NAME)  # vm-stale, vm-never, share-failed, db-stopped
+        dag_run, tis = run(nightly_check.dag)
+        assert dag_run.state == DagRunState.FAILED
+        report = xcom(tis["check"], "health_report")
+
+        def names(category: str) -> set[str]:
+            return {e["item"] for e in report[category]}
+
+        assert names("stale") == {seeded["stale"].friendly_name, seeded["never"].friendly_name}
+        assert names("failed") == {seeded["failed"].friendly_name}
+        assert names("protection_stopped") == {seeded["stopped"].friendly_name}
+        assert names("protection_error") == set() and report["vault_errors"] == []
+        assert names("healthy") == {"vm-app-01", "share-reports", "salesdb"}
+        assert report["items"] == 7
+        never = next(e for e in report["stale"] if e["item"] == seeded["never"].friendly_name)
+        assert never["reason"] == "never backed up"
+        assert {e["vault"] for e in report["failed"]} == {f"{RESOURCE_GROUP}/{VAULT_NAME}"}
+        assert "Nightly Azure Backup check FAILED: 4 unhealthy item(s)" in task_logs()
+
+    def test_ten_vaults_request_count(self, nightly_check: Any, emulator: Emulator) -> None:
+        """The nightly check over 10 vaults: one token, then two paged lists per vault (items, backup jobs)."""
+        from airflow.utils.state import DagRunState
+
+        from airflow_backup_provider.emulator import RESOURCE_GROUP, VAULT_NAME
+
+        vaults = [f"{RESOURCE_GROUP}/{VAULT_NAME}"]
+        for number in range(2, 11):
+            name = f"vault-{number:02d}"
+            emulator.add_vault("rg-fleet", name)
+            for kind, item in (("VM", f"vm-{number:02d}"), ("AzureFileShare", f"share-{number:02d}")):
+                emulator.add_item(name, kind, item, resource_group="rg-fleet", storage_account=f"stfleet{number:02d}")
+            vaults.append(f"rg-fleet/{name}")
+        emulator.seed_health_states("rg-fleet/vault-07")
+        emulator.clear_requests()
+        dag_run, tis = run(nightly_check.dag, vaults=vaults)
+        assert dag_run.state == DagRunState.FAILED  # vault-07's seeded states
+        report = xcom(tis["check"], "health_report")
+        assert report["vaults"] == vaults and report["items"] == 3 + 9 * 2 + 4
+        assert {e["vault"] for c in ("stale", "failed", "protection_stopped") for e in report[c]} == {
+            "rg-fleet/vault-07"
+        }
+        arm = [r for r in emulator.requests if "/subscriptions/" in r.path.lower()]
+        tokens = [r for r in emulator.requests if r.path.endswith("/oauth2/v2.0/token")]
+        assert len(tokens) == 1
+        assert len(arm) == 2 * len(vaults)  # every list fits one page
+        assert {r.method for r in arm} == {"GET"}
+        print(f"nightly check over {len(vaults)} vaults: {len(tokens)} token + {len(arm)} ARM requests")
