@@ -4,7 +4,8 @@ Each protected item is the asset ``azure-backup://{subscription}/{resource_group
 every segment percent-encoded with ``urllib.parse.quote(segment, safe="")`` (so ``;`` becomes ``%3B``). A successful
 wait on a **backup** job (``BackupJobSensor``, ``TriggerBackupOperator(wait_for_completion=True)``) and a passed
 ``VerifyBackupOperator`` emit an event for the item through the asset alias :data:`BACKUP_ASSET_ALIAS` (the item is
-known only at run time); restore jobs never emit. Downstream DAGs schedule on the item's asset::
+known only at run time; the operators declare it as an outlet with :func:`add_backup_outlet`); restore jobs never
+emit. Downstream DAGs schedule on the item's asset::
 
     from airflow.sdk import Asset  # airflow.datasets.Dataset on Airflow 2.11
     from airflow_backup_provider.assets import backup_asset_uri
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, quote, unquote
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+AIRFLOW_3 = version("apache-airflow") >= "3"
 SCHEME = "azure-backup"
 BACKUP_ASSET_ALIAS = "azure-backup-items"
 
@@ -61,6 +64,19 @@ def backup_asset(subscription_id: str, resource_group_name: str, vault_name: str
 def backup_asset_alias() -> Any:
     """The ``AssetAlias`` (``DatasetAlias`` on 2.11) through which backup events are emitted."""
     return AssetAlias(BACKUP_ASSET_ALIAS)
+
+
+def add_backup_outlet(operator_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Add the :data:`BACKUP_ASSET_ALIAS` outlet to an operator's keyword arguments (before ``BaseOperator``).
+
+    Declared at parse time, the alias is known to Airflow before the first event (Airflow 2.11 needs that).
+    """
+    outlets = operator_kwargs.get("outlets")
+    outlets = list(outlets) if isinstance(outlets, (list, tuple)) else ([outlets] if outlets is not None else [])
+    if not any(getattr(o, "name", None) == BACKUP_ASSET_ALIAS for o in outlets):
+        outlets.append(backup_asset_alias())
+    operator_kwargs["outlets"] = outlets
+    return operator_kwargs
 
 
 def normalize_backup_asset_uri(parts: SplitResult) -> SplitResult:
@@ -152,8 +168,18 @@ def _emit(
     uri = backup_asset_uri(vault.subscription_id, vault.resource_group_name, vault.vault_name, protected_item_name)
     alias = backup_asset_alias()
     outlets = getattr(task, "outlets", None)
-    if isinstance(outlets, list) and not any(getattr(o, "name", None) == BACKUP_ASSET_ALIAS for o in outlets):
-        outlets.append(alias)  # Airflow registers alias events only for aliases among the task's outlets
+    if not any(getattr(o, "name", None) == BACKUP_ASSET_ALIAS for o in outlets or ()):
+        # Airflow registers alias events only for aliases among the task's outlets. Airflow 3 takes one added now;
+        # Airflow 2.11 fails the task for an alias it has not seen at parse time (see add_backup_outlet).
+        if not AIRFLOW_3 or not isinstance(outlets, list):
+            log.info("Task has no %s outlet; no asset event for %s.", BACKUP_ASSET_ALIAS, uri)
+            return None
+        outlets.append(alias)
+    if not AIRFLOW_3 and not _alias_in_metadata_db():
+        # 2.11 fails the task for an alias event whose alias the DAG processor has not stored yet (a DAG run by
+        # dag.test() without being parsed first): no event rather than a failed backup task.
+        log.info("Dataset alias %s not in the metadata DB yet; no dataset event for %s.", BACKUP_ASSET_ALIAS, uri)
+        return None
     extra = {
         "job_id": job.job_id,
         "status": job.status,
@@ -165,3 +191,14 @@ def _emit(
     context["outlet_events"][alias].add(Asset(uri), extra=extra)
     log.info("Asset event for %s (backup job %s).", uri, job.job_id)
     return uri
+
+
+def _alias_in_metadata_db() -> bool:
+    """Airflow 2.11: whether the DatasetAlias row exists (written when a DAG declaring it was parsed)."""
+    from airflow.models.dataset import DatasetAliasModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return (
+            session.query(DatasetAliasModel.id).filter(DatasetAliasModel.name == BACKUP_ASSET_ALIAS).first() is not None
+        )

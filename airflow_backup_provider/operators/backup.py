@@ -12,7 +12,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 from azure.core.exceptions import AzureError
 
 from airflow_backup_provider import protocol
-from airflow_backup_provider.assets import emit_backup_asset_event
+from airflow_backup_provider.assets import add_backup_outlet, emit_backup_asset_event
 from airflow_backup_provider.exceptions import (
     AzureBackupAcceptedError,
     AzureBackupApiError,
@@ -146,7 +146,7 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         job_lookup_grace: float = 120.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**add_backup_outlet(kwargs))
         self.job_lookup_grace = job_lookup_grace
         self.container_name = container_name
         self.protected_item_name = protected_item_name

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import conf
 
 from airflow_backup_provider import protocol
+from airflow_backup_provider.assets import BACKUP_ASSET_ALIAS
 from airflow_backup_provider.core.verification import newest_point
 from airflow_backup_provider.exceptions import (
     AzureBackupAcceptedError,
@@ -116,6 +117,8 @@ class TriggerRestoreOperator(TriggerBackupOperator):
             job_lookup_grace=job_lookup_grace,
             **kwargs,
         )
+        # A restore is no backup of the item: no backup asset outlet (TriggerBackupOperator declares one).
+        self.outlets = [o for o in self.outlets if getattr(o, "name", None) != BACKUP_ASSET_ALIAS]
         self.restore_request = restore_request
         self.recovery_point_id = recovery_point_id
         if not _is_template(restore_request):

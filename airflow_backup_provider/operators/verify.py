@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_backup_provider import protocol
-from airflow_backup_provider.assets import emit_backup_asset_event
+from airflow_backup_provider.assets import add_backup_outlet, emit_backup_asset_event
 from airflow_backup_provider.core import verification
 from airflow_backup_provider.core.verification import Check
 from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupVerificationError
@@ -85,7 +85,7 @@ class VerifyBackupOperator(BaseOperator):
         hook_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**add_backup_outlet(kwargs))
         self.job_id = job_id
         self.container_name = container_name
         self.protected_item_name = protected_item_name

@@ -18,7 +18,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_backup_provider import protocol
-from airflow_backup_provider.assets import emit_backup_asset_event
+from airflow_backup_provider.assets import add_backup_outlet, emit_backup_asset_event
 from airflow_backup_provider.exceptions import (
     AzureBackupConfigError,
     AzureBackupNotFoundError,
@@ -81,7 +81,7 @@ class BackupJobSensor(BaseSensorOperator):
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(mode=mode, poke_interval=poke_interval, **kwargs)
+        super().__init__(mode=mode, poke_interval=poke_interval, **add_backup_outlet(kwargs))
         self.job_id = job_id
         self.vault_name = vault_name
         self.resource_group_name = resource_group_name

@@ -10,6 +10,7 @@ import pytest
 
 from airflow_backup_provider.assets import (
     BACKUP_ASSET_ALIAS,
+    add_backup_outlet,
     backup_asset,
     backup_asset_uri,
     emit_backup_asset_event,
@@ -56,10 +57,12 @@ def alias_events(events: Any) -> list[dict[str, Any]]:
 
 
 class Task:
+    """What the emitter needs of an operator: its outlets (by default as ``add_backup_outlet`` declares them)."""
+
     outlets: list[Any]
 
-    def __init__(self) -> None:
-        self.outlets = []
+    def __init__(self, *, declared: bool = True) -> None:
+        self.outlets = add_backup_outlet({})["outlets"] if declared else []
 
 
 def test_uri_encodes_every_segment() -> None:
@@ -99,6 +102,23 @@ def test_registered_with_airflow() -> None:
     assert backup_asset(SUBSCRIPTION_ID, RESOURCE_GROUP, VAULT_NAME, VM_ITEM.protected_item_name).uri == VM_URI
 
 
+@pytest.fixture
+def alias_known(request: pytest.FixtureRequest) -> None:
+    """Airflow 2.11 emits only for an alias its DAG processor stored: sync a DAG that declares it (3.x: nothing)."""
+    if AIRFLOW_3:
+        return
+    request.getfixturevalue("airflow_db")
+    from datetime import datetime, timezone
+
+    from airflow.models.dag import DAG
+
+    from airflow_backup_provider.sensors.backup import BackupJobSensor
+
+    with DAG("alias_holder", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)) as dag:
+        BackupJobSensor(task_id="wait", job_id="j")
+    dag.sync_to_db()
+
+
 def finished_vm_backup(emulator: Emulator) -> str:
     emulator.configure(operation_polls_in_progress=0)
     emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=300)
@@ -108,13 +128,14 @@ def finished_vm_backup(emulator: Emulator) -> str:
     return job_id
 
 
-def test_a_job_is_matched_to_its_item_and_the_alias_outlet_added(emulator: Emulator) -> None:
+@pytest.mark.usefixtures("alias_known")
+def test_a_job_is_matched_to_its_item(emulator: Emulator) -> None:
     job_id = finished_vm_backup(emulator)
     hook = AzureBackupHook()
     task, events = Task(), outlet_events()
     uri = emit_backup_asset_event(task, {"outlet_events": events}, hook, hook.get_job(job_id))
     assert uri == VM_URI
-    assert [o.name for o in task.outlets] == [BACKUP_ASSET_ALIAS]
+    assert [o.name for o in task.outlets] == [BACKUP_ASSET_ALIAS]  # declared once, not added again
     [event] = alias_events(events)
     assert event["uri"] == VM_URI
     assert event["extra"]["job_id"] == job_id and event["extra"]["status"] == "Completed"
@@ -157,6 +178,38 @@ def test_restore_jobs_and_failed_backups_emit_nothing(emulator: Emulator) -> Non
     )
     assert emit_backup_asset_event(Task(), {"outlet_events": events}, hook, failed) is None
     assert alias_events(events) == []
+
+
+def test_outlet_declaration_keeps_the_users_outlets() -> None:
+    from airflow.providers.common.compat.sdk import Asset
+
+    mine = Asset("s3://bucket/report")
+    outlets = add_backup_outlet({"outlets": [mine]})["outlets"]
+    assert outlets[0] == mine and [getattr(o, "name", None) for o in outlets][1] == BACKUP_ASSET_ALIAS
+    assert len(add_backup_outlet({"outlets": outlets})["outlets"]) == 2  # idempotent
+    from airflow_backup_provider.operators.restore import TriggerRestoreOperator
+    from airflow_backup_provider.operators.verify import VerifyBackupOperator
+    from airflow_backup_provider.sensors.backup import BackupJobSensor
+
+    sensor = BackupJobSensor(task_id="s", job_id="j")
+    verify = VerifyBackupOperator(task_id="v", job_id="j", container_name="c", protected_item_name="i")
+    restore = TriggerRestoreOperator(
+        task_id="r", container_name="c", protected_item_name="i", restore_request={"objectType": "IaasVMRestoreRequest"}
+    )
+    assert [o.name for o in sensor.outlets] == [o.name for o in verify.outlets] == [BACKUP_ASSET_ALIAS]
+    assert restore.outlets == []
+
+
+def test_undeclared_alias(emulator: Emulator) -> None:
+    """Airflow 3 takes an alias outlet added at run time; 2.11 would fail the task, so nothing is emitted there."""
+    job_id = finished_vm_backup(emulator)
+    hook = AzureBackupHook()
+    task, events = Task(declared=False), outlet_events()
+    uri = emit_backup_asset_event(task, {"outlet_events": events}, hook, hook.get_job(job_id))
+    if AIRFLOW_3:
+        assert uri == VM_URI and [o.name for o in task.outlets] == [BACKUP_ASSET_ALIAS]
+    else:
+        assert uri is None and task.outlets == [] and alias_events(events) == []
 
 
 def test_emission_never_raises(emulator: Emulator, caplog: pytest.LogCaptureFixture) -> None:
