@@ -149,3 +149,19 @@ class AzureBackupJobFailedError(AzureBackupError):
 
 class AzureBackupTriggerEventError(AzureBackupError):
     """A deferred task resumed with a missing or malformed trigger event."""
+
+
+class AzureBackupVerificationError(AzureBackupError):
+    """A backup failed verification; the message lists every failed check, ``report`` holds the full report."""
+
+    def __init__(self, message: str, *, report: dict[str, Any]) -> None:
+        self.report = report
+        super().__init__(message)
+
+
+class AzureBackupHealthCheckError(AzureBackupError):
+    """The nightly health check found unhealthy items (or could not read a vault); ``report`` holds the report."""
+
+    def __init__(self, message: str, *, report: dict[str, Any]) -> None:
+        self.report = report
+        super().__init__(message)

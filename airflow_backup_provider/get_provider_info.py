@@ -27,12 +27,30 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_backup_provider.hooks.backup"]}],
         "operators": [
-            {"integration-name": INTEGRATION, "python-modules": ["airflow_backup_provider.operators.backup"]}
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "airflow_backup_provider.operators.backup",
+                    "airflow_backup_provider.operators.verify",
+                    "airflow_backup_provider.operators.health",
+                    "airflow_backup_provider.operators.restore",
+                ],
+            }
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": ["airflow_backup_provider.sensors.backup"]}],
         "triggers": [{"integration-name": INTEGRATION, "python-modules": ["airflow_backup_provider.triggers.backup"]}],
         "extra-links": ["airflow_backup_provider.links.backup.AzureBackupJobLink"],
-        "notifications": ["airflow_backup_provider.notifications.backup.BackupSummaryNotifier"],
+        "notifications": [
+            "airflow_backup_provider.notifications.backup.BackupSummaryNotifier",
+            "airflow_backup_provider.notifications.backup.BackupReportNotifier",
+        ],
+        # Airflow 3 reads asset-uris, Airflow 2.11 dataset-uris.
+        "asset-uris": [
+            {"schemes": ["azure-backup"], "handler": "airflow_backup_provider.assets.normalize_backup_asset_uri"}
+        ],
+        "dataset-uris": [
+            {"schemes": ["azure-backup"], "handler": "airflow_backup_provider.assets.normalize_backup_asset_uri"}
+        ],
         "connection-types": [
             {
                 "connection-type": "azure_backup",

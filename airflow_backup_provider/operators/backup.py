@@ -12,6 +12,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 from azure.core.exceptions import AzureError
 
 from airflow_backup_provider import protocol
+from airflow_backup_provider.assets import add_backup_outlet, emit_backup_asset_event
 from airflow_backup_provider.exceptions import (
     AzureBackupAcceptedError,
     AzureBackupApiError,
@@ -145,7 +146,7 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         job_lookup_grace: float = 120.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**add_backup_outlet(kwargs))
         self.job_lookup_grace = job_lookup_grace
         self.container_name = container_name
         self.protected_item_name = protected_item_name
@@ -448,6 +449,7 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
                 )
             raise
         protocol.check_job_outcome(job, fail_on_warnings=self.fail_on_warnings, item=self.protected_item_name)
+        emit_backup_asset_event(self, context, self.hook, job, **self._asset_item())
         return job_id
 
     def get_job_result(self, external_id: Any, context: Context) -> str:
@@ -460,7 +462,17 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         """Resume after the trigger: validate the event, fail on failure, return the job id."""
         protocol.resolve_job_event(event, job_id=None, fail_on_warnings=self.fail_on_warnings)
         assert event is not None  # resolve_job_event raised otherwise
+        emit_backup_asset_event(self, context, self.hook, {"job_id": event["job_id"]}, **self._asset_item())
         return str(event["job_id"])
+
+    def _asset_item(self) -> dict[str, Any]:
+        """Where the asset event of this backup points (see :mod:`airflow_backup_provider.assets`)."""
+        return {
+            "protected_item_name": self.protected_item_name,
+            "container_name": self.container_name,
+            "resource_group_name": self.resource_group_name,
+            "vault_name": self.vault_name,
+        }
 
     def on_kill(self) -> None:
         """Cancel the job this task started (best effort, logged, never raises)."""

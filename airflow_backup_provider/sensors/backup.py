@@ -18,6 +18,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_backup_provider import protocol
+from airflow_backup_provider.assets import add_backup_outlet, emit_backup_asset_event
 from airflow_backup_provider.exceptions import (
     AzureBackupConfigError,
     AzureBackupNotFoundError,
@@ -80,7 +81,7 @@ class BackupJobSensor(BaseSensorOperator):
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(mode=mode, poke_interval=poke_interval, **kwargs)
+        super().__init__(mode=mode, poke_interval=poke_interval, **add_backup_outlet(kwargs))
         self.job_id = job_id
         self.vault_name = vault_name
         self.resource_group_name = resource_group_name
@@ -126,6 +127,9 @@ class BackupJobSensor(BaseSensorOperator):
             return False
         summary = protocol.check_job_outcome(job, fail_on_warnings=self.fail_on_warnings)
         push_job_xcom(self.hook, context, job_id, self.hook.vault_ref(self.resource_group_name, self.vault_name))
+        emit_backup_asset_event(
+            self, context, self.hook, job, resource_group_name=self.resource_group_name, vault_name=self.vault_name
+        )
         return PokeReturnValue(is_done=True, xcom_value=summary)
 
     def _throttled(self, exc: AzureBackupThrottledError) -> bool:
@@ -185,6 +189,9 @@ class BackupJobSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(str(exc)) from exc
         push_job_xcom(
             self.hook, context, summary["job_id"], self.hook.vault_ref(self.resource_group_name, self.vault_name)
+        )
+        emit_backup_asset_event(
+            self, context, self.hook, summary, resource_group_name=self.resource_group_name, vault_name=self.vault_name
         )
         return summary
 
