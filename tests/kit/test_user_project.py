@@ -62,3 +62,26 @@ def test_airflow_imported_before_the_plugin_is_a_clear_error(tmp_path: pathlib.P
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "Airflow was imported before the plugin could configure it" in output, output
+
+
+def test_ini_option_names_the_dags_folder_and_airflow_reads_it(tmp_path: pathlib.Path) -> None:
+    root = tmp_path / "project"
+    write_project(
+        root,
+        {
+            "conftest.py": readme_project_files()["conftest.py"],
+            "pytest.ini": "[pytest]\nazure_backup_dags_folder = airflow/dags\n",
+            "tests/test_config.py": (
+                "def test_config(airflow_home, dags_folder):\n"
+                "    from airflow.configuration import conf\n\n"
+                "    assert dags_folder.parts[-2:] == ('airflow', 'dags'), dags_folder\n"
+                "    assert conf.get('core', 'dags_folder') == str(dags_folder)\n"
+                "    assert conf.get('database', 'sql_alchemy_conn') == f\"sqlite:///{airflow_home / 'airflow.db'}\"\n"
+                "    assert not conf.getboolean('core', 'load_examples')\n"
+            ),
+        },
+    )
+    result = run_pytest(root)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "1 passed" in output, output
