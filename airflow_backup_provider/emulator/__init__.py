@@ -41,7 +41,13 @@ case-insensitive, on the percent-decoded path — and fires for the first ``coun
   to whatever host a response names (the request log shows ``host`` and ``has_bearer``).
 
 Admin API (no auth) under ``/_emulator/``: ``GET health``, ``GET|DELETE requests``, ``GET jobs``,
-``GET|POST|DELETE faults``, ``POST reset``, ``POST items/behavior``, ``GET|POST config``; :class:`AdminClient` wraps it.
+``GET|POST|DELETE faults``, ``POST reset``, ``POST items/behavior``, ``GET|POST config``, ``GET|POST vaults``,
+``POST items``, ``POST seed/health-states``, ``POST jobs/{id}/finish``; :class:`AdminClient` wraps it.
+
+Fleets and load: ``EmulatorConfig(vaults=, items_per_vault=, health_states=, jobs=, jobs_duration=)`` (CLI
+``--vaults`` ...) seed many vaults, items and running jobs; :meth:`Emulator.add_vault`, :meth:`Emulator.add_item`
+and :meth:`Emulator.seed_health_states` grow the fleet at run time. State is per vault and indexed (a job GET is
+O(1), a jobs page O(page)); no lock is held across vaults.
 
 Where things are (in the style of moto / Azurite): :mod:`.config` (seeded identities, :class:`EmulatorConfig`,
 :class:`Fault`, value types), :mod:`.entra` (token endpoint, metadata, issued tokens), :mod:`.arm` (``service``: the
