@@ -65,6 +65,16 @@ This package never imports Airflow.
 
 from __future__ import annotations
 
+# Its dependencies are the ``emulator`` extra, not the provider's: say so instead of a bare ModuleNotFoundError.
+try:
+    import certifi  # noqa: F401
+    import trustme  # noqa: F401
+except ImportError as _missing:
+    raise ImportError(
+        f"airflow_backup_provider.emulator needs {_missing.name or 'trustme and certifi'}, which come with the "
+        "'emulator' extra: pip install 'airflow-backup-provider[emulator]'"
+    ) from _missing
+
 from .admin import AdminClient
 from .config import (
     CLIENT_ID,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -13,6 +12,7 @@ from azure.core.exceptions import AzureError
 
 from airflow_backup_provider import protocol
 from airflow_backup_provider.assets import add_backup_outlet, emit_backup_asset_event
+from airflow_backup_provider.core import BackupJobStatus
 from airflow_backup_provider.exceptions import (
     AzureBackupAcceptedError,
     AzureBackupApiError,
@@ -24,16 +24,19 @@ from airflow_backup_provider.exceptions import (
     AzureBackupTransportError,
 )
 from airflow_backup_provider.hooks.backup import AzureBackupHook
-from airflow_backup_provider.links.backup import JOB_URL_XCOM_KEY, AzureBackupJobLink
+from airflow_backup_provider.links.backup import (
+    JOB_ID_XCOM_KEY,
+    JOB_URL_XCOM_KEY,
+    AzureBackupJobLink,
+    push_job_xcom,
+)
 from airflow_backup_provider.operators import intent
-from airflow_backup_provider.protocol import BackupJobStatus
-from airflow_backup_provider.triggers.backup import BackupJobTrigger
+from airflow_backup_provider.triggers.deferral import defer_job_wait
 from airflow_backup_provider.version_compat import ResumableJobMixin
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-JOB_ID_XCOM_KEY = "job_id"
 # Whether this task started the job (True) or attached to someone else's (False): only its own job is cancelled.
 JOB_OWNED_XCOM_KEY = "job_owned"
 # How far before our POST a job of the item may have started and still be the one the POST created.
@@ -64,14 +67,8 @@ def _stored_job(external_id: Any) -> tuple[str | None, bool]:
 _JOB_GONE = "NotFound"
 
 
-def push_job_xcom(hook: AzureBackupHook, context: Context, job_id: str, vault: protocol.VaultRef) -> None:
-    """Push the job id and its portal URL (read by :class:`AzureBackupJobLink`) as soon as the id is known."""
-    ti = context["ti"]
-    ti.xcom_push(key=JOB_ID_XCOM_KEY, value=job_id)
-    ti.xcom_push(
-        key=JOB_URL_XCOM_KEY,
-        value=protocol.portal_job_url(hook.settings.cloud, hook.settings.tenant_id, vault, job_id),
-    )
+# Re-exported for compatibility: the XCom keys and their pusher now live with the link.
+__all__ = ["JOB_ID_XCOM_KEY", "JOB_URL_XCOM_KEY", "TriggerBackupOperator", "push_job_xcom"]
 
 
 class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
@@ -414,22 +411,13 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         if not self.wait_for_completion:
             return job_id
         if self.deferrable:
-            self.defer(
-                trigger=BackupJobTrigger(
-                    job_id=job_id,
-                    azure_backup_conn_id=self.azure_backup_conn_id,
-                    end_time=time.time() + self.wait_timeout,
-                    poll_interval=self.poll_interval,
-                    resource_group_name=self.resource_group_name,
-                    vault_name=self.vault_name,
-                    # Never cancel a job this task only attached to.
-                    cancel_on_timeout=self.cancel_on_kill and self.owns_job,
-                    cancel_on_kill=self.cancel_on_kill and self.owns_job,
-                    hook_params=self.hook_params,
-                ),
-                method_name="execute_complete",
-                # The trigger enforces the deadline itself so that it can cancel the job; no framework timeout.
-                timeout=None,
+            # Never cancel a job this task only attached to.
+            defer_job_wait(
+                self,
+                job_id=job_id,
+                timeout=self.wait_timeout,
+                poll_interval=self.poll_interval,
+                cancel=self.cancel_on_kill and self.owns_job,
             )
         try:
             job = self.hook.wait_for_job(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -19,16 +18,15 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_backup_provider import protocol
 from airflow_backup_provider.assets import add_backup_outlet, emit_backup_asset_event
+from airflow_backup_provider.core import RetryPolicy
 from airflow_backup_provider.exceptions import (
     AzureBackupConfigError,
     AzureBackupNotFoundError,
     AzureBackupThrottledError,
 )
 from airflow_backup_provider.hooks.backup import AzureBackupHook
-from airflow_backup_provider.links.backup import AzureBackupJobLink
-from airflow_backup_provider.operators.backup import push_job_xcom
-from airflow_backup_provider.protocol import RetryPolicy
-from airflow_backup_provider.triggers.backup import BackupJobTrigger
+from airflow_backup_provider.links.backup import AzureBackupJobLink, push_job_xcom
+from airflow_backup_provider.triggers.deferral import defer_job_wait
 from airflow_backup_provider.version_compat import AirflowRescheduleException
 
 if TYPE_CHECKING:
@@ -163,20 +161,12 @@ class BackupJobSensor(BaseSensorOperator):
         result = self.poke(context)  # a cheap check first: no deferral for a job that already finished
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value
-        self.defer(
-            trigger=BackupJobTrigger(
-                job_id=self._checked_job_id(),
-                azure_backup_conn_id=self.azure_backup_conn_id,
-                end_time=time.time() + self.timeout,
-                poll_interval=self.poke_interval,
-                resource_group_name=self.resource_group_name,
-                vault_name=self.vault_name,
-                cancel_on_timeout=self.cancel_on_timeout,
-                cancel_on_kill=self.cancel_on_timeout,
-                hook_params=self.hook_params,
-            ),
-            method_name="execute_complete",
-            timeout=None,  # the trigger enforces the sensor timeout itself (and can cancel the job)
+        defer_job_wait(
+            self,
+            job_id=self._checked_job_id(),
+            timeout=self.timeout,
+            poll_interval=self.poke_interval,
+            cancel=self.cancel_on_timeout,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
