@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 PY_AF2 := $(VENV_AF2)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-af3 test-af2 test-py310 e2e lint format bench clean venv venv-af2
+.PHONY: help demo test test-af3 test-af2 test-py310 e2e lint format bench clean venv venv-af2 stack stack-down servers
 
 help:
 	@echo "make demo   - run the example DAG end to end against the bundled Azure Backup emulator"
@@ -22,6 +22,7 @@ help:
 	@echo "              plus the core/operator/sensor/trigger tests on Python 3.10"
 	@echo "make bench  - request counts and timings (benchmarks/)"
 	@echo "make lint   - ruff + mypy;  make format - ruff format"
+	@echo "make stack  - PostgreSQL + Redis + Celery (2 workers) + 2 triggerers against the emulator;  make stack-down"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
@@ -50,7 +51,7 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test-af3: venv
+test-af3: venv servers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-af2: venv-af2
@@ -62,13 +63,24 @@ test-py310: | $(UV)
 	  UV_PROJECT_ENVIRONMENT=$(VENV_PY310) $(UV) sync --frozen --quiet --python "$(PY310_INTERP)" && \
 	  $(VENV_PY310)/bin/python -m pytest tests/unit tests/operators tests/sensors tests/triggers $(PYTEST_ARGS); fi
 
-e2e: venv
+e2e: venv servers
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 test: lint test-af3 test-af2 test-py310
+
+# The production shape (PostgreSQL, Redis, CeleryExecutor, HA triggerers): servers from Debian packages, see
+# scripts/stack/install-servers.sh; state, logs and pid files in .stack/.
+servers:
+	bash scripts/stack/install-servers.sh
+
+stack: venv servers
+	$(PY) scripts/stack.py up
+
+stack-down: venv
+	$(PY) scripts/stack.py down
 
 bench: venv
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(VENV_AF2) $(VENV_PY310) .tools .pytest_cache .mypy_cache .ruff_cache .demo .e2e
+	rm -rf $(VENV) $(VENV_AF2) $(VENV_PY310) .tools .pytest_cache .mypy_cache .ruff_cache .demo .e2e .stack

@@ -72,7 +72,10 @@ def get_provider_info() -> dict[str, Any]:
                     "cloud_environment": _field(
                         "Cloud",
                         "AzureCloud (default), AzureUSGovernment or AzureChinaCloud.",
-                        enum=["AzureCloud", "AzureUSGovernment", "AzureChinaCloud", None],
+                        # No None in the enum: the 3.3 UI labels it a literal "null". A cleared value reads as
+                        # AzureCloud anyway (ConnectionSettings treats null and "" as unset).
+                        enum=["AzureCloud", "AzureUSGovernment", "AzureChinaCloud"],
+                        default="AzureCloud",
                     ),
                     "resource_manager_endpoint": _field(
                         "Resource Manager endpoint", "Overrides the cloud's ARM base URL (e.g. an emulator)."

@@ -26,6 +26,9 @@ case-insensitive, on the percent-decoded path — and fires for the first ``coun
 - ``reset``: the request is read, then the connection is reset (TCP RST, no response); a POST is not acted on.
 - ``reset_after`` / ``error_after``: the request *is* acted on (a backup starts), then the connection is reset or the
   answer is a 500: the client cannot know whether the service acted.
+- ``truncated``: the request *is* acted on (a POST starts its backup), then the status line and headers are sent
+  with a ``Content-Length`` larger than the body that follows (half the body; at least 1 byte is promised), and the
+  connection closes: a truncated body, for GET and POST alike.
 - ``slow``: the answer is delayed by ``delay`` seconds (then processed normally).
 - ``token_expiry``: the presented (valid) bearer token is expired from now on → 401 ExpiredAuthenticationToken;
   requests without a valid token do not consume it; a newly issued token works.
@@ -41,7 +44,13 @@ case-insensitive, on the percent-decoded path — and fires for the first ``coun
   to whatever host a response names (the request log shows ``host`` and ``has_bearer``).
 
 Admin API (no auth) under ``/_emulator/``: ``GET health``, ``GET|DELETE requests``, ``GET jobs``,
-``GET|POST|DELETE faults``, ``POST reset``, ``POST items/behavior``, ``GET|POST config``; :class:`AdminClient` wraps it.
+``GET|POST|DELETE faults``, ``POST reset``, ``POST items/behavior``, ``GET|POST config``, ``GET|POST vaults``,
+``POST items``, ``POST seed/health-states``, ``POST jobs/{id}/finish``; :class:`AdminClient` wraps it.
+
+Fleets and load: ``EmulatorConfig(vaults=, items_per_vault=, health_states=, jobs=, jobs_duration=)`` (CLI
+``--vaults`` ...) seed many vaults, items and running jobs; :meth:`Emulator.add_vault`, :meth:`Emulator.add_item`
+and :meth:`Emulator.seed_health_states` grow the fleet at run time. State is per vault and indexed (a job GET is
+O(1), a jobs page O(page)); no lock is held across vaults.
 
 Where things are (in the style of moto / Azurite): :mod:`.config` (seeded identities, :class:`EmulatorConfig`,
 :class:`Fault`, value types), :mod:`.entra` (token endpoint, metadata, issued tokens), :mod:`.arm` (``service``: the

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry-after", type=int, default=defaults.retry_after, help="Retry-After of 202 responses")
     parser.add_argument("--job-page-size", type=int, default=defaults.job_page_size, help="jobs per list page")
     parser.add_argument(
+        "--item-page-size", type=int, default=defaults.item_page_size, help="protected items per list page"
+    )
+    parser.add_argument(
         "--operation-polls",
         type=int,
         default=defaults.operation_polls_in_progress,
@@ -104,6 +107,7 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         token_lifetime=args.token_lifetime,
         retry_after=args.retry_after,
         job_page_size=args.job_page_size,
+        item_page_size=args.item_page_size,
         operation_polls_in_progress=args.operation_polls,
         vaults=args.vaults,
         items_per_vault=args.items_per_vault,

@@ -148,7 +148,10 @@ class EmulatorApp:
             raise ValueError(f"outcome must be one of {', '.join(JOB_OUTCOMES)}")
         if duration_seconds < 0:
             raise ValueError("duration_seconds must be >= 0")
-        vault, item = self.fleet.find_item(protected_item_name, vault_name)
+        vault = self.vault if vault_name is None else self.resolve_vault(vault_name)
+        item = vault.item_by_name(protected_item_name)
+        if item is None:
+            raise KeyError(protected_item_name)
         with vault.lock:
             item.behavior.outcome = cast(JobOutcome, outcome)
             item.behavior.duration_seconds = float(duration_seconds)

@@ -83,6 +83,7 @@ class EmulatorConfig:
     - ``token_lifetime``: ``expires_in`` of issued access tokens, in wall-clock seconds.
     - ``retry_after``: value of every ``Retry-After`` header on 202s (the service sends 60).
     - ``job_page_size``: jobs per ``backupJobs`` page (the service: up to 200).
+    - ``item_page_size``: protected items per ``backupProtectedItems`` page (the service: up to 200).
     - ``operation_polls_in_progress``: how many polls of an async operation answer InProgress before it succeeds.
     - ``default_job_duration``: virtual duration of a backup/restore job unless ``set_item_behavior`` says otherwise.
     - ``cancel_duration``: virtual time a cancelled job stays ``Cancelling``.
@@ -104,6 +105,7 @@ class EmulatorConfig:
     token_lifetime: int = 3600
     retry_after: int = 1
     job_page_size: int = 200
+    item_page_size: int = 200
     operation_polls_in_progress: int = 1
     default_job_duration: float = 1200.0
     cancel_duration: float = 60.0
@@ -132,6 +134,8 @@ class EmulatorConfig:
             raise ValueError("retry_after must be >= 0")
         if self.job_page_size < 1:
             raise ValueError("job_page_size must be >= 1")
+        if self.item_page_size < 1:
+            raise ValueError(f"item_page_size must be >= 1, got {self.item_page_size}")
         if self.operation_polls_in_progress < 0:
             raise ValueError("operation_polls_in_progress must be >= 0")
         if self.default_job_duration < 0 or self.cancel_duration < 0:
@@ -164,6 +168,7 @@ FaultKind = Literal[
     "reset",
     "reset_after",
     "error_after",
+    "truncated",
     "slow",
     "token_expiry",
     "job_not_found",
@@ -187,6 +192,8 @@ class Fault:
     - ``reset``: the TCP connection is reset after the request was read, before it is processed; no HTTP response.
     - ``reset_after``: the request *is* processed (a backup starts), then the connection is reset: a lost answer.
     - ``error_after``: the request *is* processed, then answered 500 ``InternalServerError``.
+    - ``truncated``: the request *is* processed; the answer's headers promise more body (``Content-Length``) than is
+      sent before the connection closes (a truncated body).
     - ``slow``: sleep ``delay`` seconds, then process and answer normally.
     - ``token_expiry``: the (otherwise valid) bearer token is expired from now on → 401 ExpiredAuthenticationToken.
     - ``job_not_found``: ``GET backupJobs/{id}`` answers 404 for the first ``count`` GETs *of each job* created after

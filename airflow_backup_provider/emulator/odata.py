@@ -113,6 +113,29 @@ def decode_skip_token(token: str) -> tuple[datetime, int]:
         raise invalid_input("Input provided for the call is invalid: the $skipToken is not valid.") from None
 
 
+def encode_offset_token(offset: int) -> str:
+    """The continuation token of a protected-items page: the offset of the next page.
+
+    :param offset: index of the first item of the next page.
+    """
+    return base64.urlsafe_b64encode(json.dumps(["items", offset]).encode()).decode().rstrip("=")
+
+
+def decode_offset_token(token: str) -> int:
+    """The offset an items ``$skipToken`` carries.
+
+    :param token: the token as sent.
+    :raises ArmError: BMSUserErrorInvalidInput when it is not one of ours.
+    """
+    try:
+        kind, offset = json.loads(base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()))
+        if kind != "items" or not isinstance(offset, int) or offset < 0:
+            raise ValueError(token)
+        return offset
+    except (ValueError, TypeError, binascii.Error):
+        raise invalid_input("Input provided for the call is invalid: the $skipToken is not valid.") from None
+
+
 def parse_iso(value: Any) -> datetime | None:
     """An ISO-8601 date-time from a request body (naive means UTC), or None when it is not one.
 
@@ -131,7 +154,9 @@ def parse_iso(value: Any) -> datetime | None:
 
 
 __all__ = [
+    "decode_offset_token",
     "decode_skip_token",
+    "encode_offset_token",
     "encode_skip_token",
     "enum_value",
     "invalid_filter",

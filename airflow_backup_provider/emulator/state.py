@@ -508,23 +508,6 @@ class Fleet:
                 return vault, job
         return None
 
-    def find_item(self, protected_item_name: str, vault_name: str | None = None) -> tuple[VaultState, ItemState]:
-        """The item of that name in the named vault (default: the seeded one).
-
-        :raises KeyError: when there is none.
-        """
-        if vault_name is None:
-            vault = self.vault(RESOURCE_GROUP, VAULT_NAME)
-        else:
-            matches = [v for v in self.all_vaults() if v.vault_name.lower() == vault_name.lower()]
-            vault = matches[0] if len(matches) == 1 else None
-            if vault is None:
-                raise KeyError(vault_name)
-        item = vault.item_by_name(protected_item_name) if vault is not None else None
-        if vault is None or item is None:
-            raise KeyError(protected_item_name)
-        return vault, item
-
 
 __all__ = [
     "NEVER_BACKED_UP",

@@ -11,6 +11,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
+def first_header(headers: list[tuple[str, str]], name: str) -> str | None:
+    """The first value of header ``name`` in ``headers`` (case-insensitive), or None."""
+    lowered = name.lower()
+    for key, value in headers:
+        if key.lower() == lowered:
+            return value
+    return None
+
+
 @dataclass
 class HttpRequest:
     """A fully read request. ``headers`` keeps the client's spelling; look-ups go through :meth:`header`."""
@@ -25,32 +34,26 @@ class HttpRequest:
 
         :param name: the header name.
         """
-        lowered = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lowered:
-                return value
-        return None
+        return first_header(self.headers, name)
 
 
 @dataclass
 class HttpResponse:
-    """A response to write; ``abort`` resets the connection instead of answering (``reset`` faults)."""
+    """A response to write; ``abort`` resets the connection instead of answering (``reset`` faults); ``truncate``
+    sends the headers with the full ``Content-Length`` but only half the body, then closes (``truncated`` fault)."""
 
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     abort: bool = False
+    truncate: bool = False
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None.
 
         :param name: the header name.
         """
-        lowered = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lowered:
-                return value
-        return None
+        return first_header(self.headers, name)
 
 
 def json_response(status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> HttpResponse:

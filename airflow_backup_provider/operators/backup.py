@@ -387,7 +387,10 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
     def get_job_status(self, external_id: Any, context: Context) -> str:
         job_id, _ = _stored_job(external_id)
         if job_id is None:
-            return _JOB_GONE  # an unresolved POST: submit_job looks for its job before posting again
+            # An earlier try's write-ahead intent: submit_job looks for its job before it would post again.
+            # (ResumableJobMixin then logs "resubmitting fresh": it does not know that submit_job attaches first.)
+            self.log.info("An earlier try recorded a backup request but no job id; submit_job looks for its job.")
+            return _JOB_GONE
         try:
             return self.hook.get_job(
                 job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from airflow_backup_provider.emulator import RESOURCE_GROUP, VAULT_NAME, AdminClient, Emulator, EmulatorConfig
+from airflow_backup_provider.emulator import (
+    RESOURCE_GROUP,
+    SEEDED_ITEMS,
+    VAULT_NAME,
+    AdminClient,
+    Emulator,
+    EmulatorConfig,
+)
 
 from .conftest import Arm, backup_request_type
 from .test_emulator_spec_shapes import _assert_has_shape, _assert_within_spec, _definitions, _example, _shape
@@ -239,3 +246,29 @@ def test_fleet_over_the_admin_api(arm: Arm, azure_backup_emulator: Emulator) -> 
         with pytest.raises(urllib.error.HTTPError) as caught:
             admin._call("POST", route, payload)
         assert caught.value.code == status, (route, payload)
+
+
+def test_protected_items_are_paged(arm: Arm, azure_backup_emulator: Emulator) -> None:
+    emu = azure_backup_emulator
+    emu.seed_health_states()
+    emu.configure(item_page_size=3)
+    first = arm.get("/backupProtectedItems").json()
+    assert len(first["value"]) == 3 and "skiptoken" in first["nextLink"]
+    every = [i["properties"]["friendlyName"] for i in _all_items(arm, first)]
+    assert sorted(every) == sorted([*(i.friendly_name for i in SEEDED_ITEMS), "vm-stale", "vm-never", "share-failed",
+                                    "db-stopped"])  # fmt: skip
+    emu.configure(item_page_size=2)
+    vms = arm.get("/backupProtectedItems", params={"$filter": "backupManagementType eq 'AzureIaasVM'"}).json()
+    assert "backupManagementType" in vms["nextLink"]  # the filter travels in the nextLink
+    names = [i["properties"]["friendlyName"] for i in _all_items(arm, vms)]
+    assert names == ["vm-app-01", "vm-stale", "vm-never"]
+    bad = arm.get("/backupProtectedItems", params={"$skiptoken": "garbage"})
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "BMSUserErrorInvalidInput")
+
+
+def _all_items(arm: Arm, body: dict[str, Any]) -> list[dict[str, Any]]:
+    items = list(body["value"])
+    while body.get("nextLink"):
+        body = arm.get(body["nextLink"]).json()
+        items.extend(body["value"])
+    return items

@@ -191,3 +191,13 @@ def test_sdk_with_default_credential_scopes(azure_backup_emulator: Emulator) -> 
     assert all(r.status == 200 for r in token_posts)
     arm_calls = [r for r in emu.requests if r.path.startswith("/subscriptions/")]
     assert len(arm_calls) == 2 and all(r.status == 200 and r.has_bearer for r in arm_calls)
+
+
+def test_sdk_follows_protected_item_pages(
+    client: RecoveryServicesBackupClient, azure_backup_emulator: Emulator
+) -> None:
+    azure_backup_emulator.configure(item_page_size=1)
+    items = list(client.backup_protected_items.list(VAULT_NAME, RESOURCE_GROUP))
+    assert [i.name for i in items] == [i.protected_item_name for i in SEEDED_ITEMS]
+    pages = [r for r in azure_backup_emulator.requests if r.path.endswith("/backupProtectedItems")]
+    assert len(pages) == 3

@@ -74,3 +74,12 @@ def test_airflow2_form_widgets_mirror_conn_fields() -> None:
     behaviour = AzureBackupHook.get_ui_field_behaviour()
     assert behaviour["relabeling"] == {"login": "Client ID", "password": "Client Secret"}
     assert "extra" not in behaviour["hidden_fields"]
+
+
+def test_cloud_select_defaults_to_azure_cloud_and_offers_no_null() -> None:
+    """The 3.3 connection form shows the enum as a select: no literal "null" entry, AzureCloud preselected."""
+    from airflow_backup_provider.get_provider_info import get_provider_info
+
+    (conn_type,) = get_provider_info()["connection-types"]
+    schema = conn_type["conn-fields"]["cloud_environment"]["schema"]
+    assert None not in schema["enum"] and schema["default"] == "AzureCloud"

@@ -20,7 +20,9 @@ from urllib.parse import urlencode, urlsplit
 from airflow_backup_provider.emulator.config import EmulatorConfig
 from airflow_backup_provider.emulator.faults import FaultBook
 from airflow_backup_provider.emulator.odata import (
+    decode_offset_token,
     decode_skip_token,
+    encode_offset_token,
     encode_skip_token,
     enum_value,
     invalid_filter,
@@ -170,6 +172,7 @@ class ArmHandlers:
         return json_response(200, render_item(context.vault, self._require_item(context)))
 
     def list_items(self, context: ArmContext) -> HttpResponse:
+        """The vault's protected items, ``item_page_size`` per page (the service: up to 200) with a nextLink."""
         clauses = parse_filter(context.target.query_lower.get("$filter"))
         items = list(context.vault.items.values())
         for name, value in clauses:
@@ -194,7 +197,20 @@ class ArmHandlers:
                 items = [i for i in items if i.seed.fabric_name.lower() == wanted]
             elif key not in IGNORED_ITEM_FILTER_FIELDS:
                 raise invalid_filter(f"{name} eq '{value}'")
-        return json_response(200, {"value": [render_item(context.vault, i) for i in items]})
+        token = context.target.query_lower.get("$skiptoken")
+        offset = decode_offset_token(token) if token else 0
+        size = self.host.config.item_page_size
+        page = items[offset : offset + size]
+        body: dict[str, Any] = {"value": [render_item(context.vault, i) for i in page]}
+        if offset + size < len(items):
+            params = [("api-version", context.target.query_lower.get("api-version", NEXT_LINK_API_VERSION))]
+            raw_filter = context.target.query_lower.get("$filter")
+            if raw_filter:
+                params.append(("$filter", raw_filter))
+            params.append(("$skiptoken", encode_offset_token(offset + size)))
+            base = self._async_base(context.request.method, context.target.path)
+            body["nextLink"] = f"{base}{context.vault.vault_path}/backupProtectedItems?{urlencode(params)}"
+        return json_response(200, body)
 
     def list_recovery_points(self, context: ArmContext) -> HttpResponse:
         item = self._require_item(context)
