@@ -125,10 +125,10 @@ class TestVerifyNotify:
     ) -> None:
         from airflow.utils.state import DagRunState, TaskInstanceState
 
-        # The backup completes with warnings, then the item reports the "never backed up" sentinel.
+        # The backup completes, then its recovery points are gone before verify runs.
         emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=600)
 
-        def forget_backups(*_: Any) -> None:  # no public emulator call for it yet: edit the in-process state
+        def forget_backups(*_: Any, **__: Any) -> None:  # no public emulator call for it: edit the in-process state
             with emulator.app.vault.lock:
                 item = emulator.app.vault.item_by_name(VM_ITEM.protected_item_name)
                 item.recovery_points.clear()
