@@ -70,18 +70,31 @@ class AzureBackupHook(AzureBackupHookBase):
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Extra fields of the Airflow 2 connection form (Airflow 3 reads ``conn-fields`` of get_provider_info)."""
         try:
-            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget, Select2Widget
             from flask_babel import lazy_gettext
-            from wtforms import StringField
+            from wtforms import SelectField, StringField
         except ImportError:  # Airflow 3: no Flask AppBuilder; the form comes from conn-fields
             return {}
         from airflow_backup_provider.get_provider_info import get_provider_info
 
         fields = get_provider_info()["connection-types"][0]["conn-fields"]
-        return {
-            name: StringField(lazy_gettext(spec["label"]), widget=BS3TextFieldWidget(), description=spec["description"])
-            for name, spec in fields.items()
-        }
+        widgets: dict[str, Any] = {}
+        for name, spec in fields.items():
+            label, schema = lazy_gettext(spec["label"]), spec["schema"]
+            if "enum" in schema:  # the Cloud: a select with the same choices and default as Airflow 3's form
+                choices = [(value, value) for value in schema["enum"]]
+                widgets[name] = SelectField(
+                    label,
+                    choices=choices,
+                    default=schema.get("default"),
+                    widget=Select2Widget(),
+                    description=spec["description"],
+                )
+            else:  # default "": the Airflow 2 form writes nothing for an empty field
+                widgets[name] = StringField(
+                    label, widget=BS3TextFieldWidget(), default="", description=spec["description"]
+                )
+        return widgets
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

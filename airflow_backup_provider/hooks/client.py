@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 # azure-identity's HTTP pipeline logs every token request with its headers at INFO; task logs need none of that
 # (the WASB hook of the azure provider does the same).
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+# azure-identity logs "ClientSecretCredential.get_token succeeded" at INFO on every sign-in, i.e. on every reschedule
+# poke; the hook logs its own line once instead (see _token_request). Warnings and errors still come through.
+for _name in ("azure.identity._internal.get_token_mixin", "azure.identity.aio._internal.get_token_mixin"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 def _user_agent(transport: str) -> str:
@@ -162,6 +166,13 @@ class AzureBackupHookBase(BaseHook):
             return None
         self.token_requests += 1
         credential = self.get_credential()
+        self.log.log(
+            logging.INFO if self.token_requests == 1 else logging.DEBUG,
+            "Signing in to Entra ID with %s for %s%s.",
+            type(credential).__name__,
+            self.settings.scope,
+            " (token refresh)" if refresh else "",
+        )
         return credential, credentials.get_token_kwargs(credential, refresh)
 
     def _cached_token(self) -> str:
