@@ -347,6 +347,15 @@ def job_matches_item(job: BackupJob, item: ProtectedItem) -> bool:
     return True
 
 
+def attachable_jobs(jobs: Iterable[BackupJob]) -> list[BackupJob]:
+    """Of the jobs an earlier try's request started, those a retry attaches to instead of posting again.
+
+    A failed, cancelled or cancelling job made no backup (or restore): the retry starts a new one.
+    """
+    ended_badly = BackupJobStatus.FAILURE_STATUSES | {BackupJobStatus.CANCELLING}
+    return [job for job in jobs if job.status not in ended_badly]
+
+
 def jobs_started_by_request(jobs: Iterable[BackupJob], posted_at: datetime, skew: timedelta) -> list[BackupJob]:
     """Of an item's backup jobs, those a POST sent at ``posted_at`` may have created.
 

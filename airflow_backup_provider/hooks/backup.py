@@ -326,15 +326,17 @@ class AzureBackupHook(AzureBackupHookBase):
         *,
         resource_group_name: str | None = None,
         vault_name: str | None = None,
+        on_accepted: Callable[[protocol.OperationHandle], None] | None = None,
     ) -> TriggeredOperation:
         """Trigger a restore from a recovery point and follow its operation to the job id.
 
         :param restore_request: The ``RestoreRequest`` properties (``objectType`` ``IaasVMRestoreRequest``, ...).
+        :param on_accepted: Called with the operation handle as soon as Azure accepted the POST (202).
         """
         item = self.item_ref(container_name, protected_item_name, resource_group_name, vault_name)
         body = protocol.build_restore_request(restore_request)
         request = self.api.trigger_restore(item, protocol.require_name("recovery_point_id", recovery_point_id), body)
-        return self.run(protocol.trigger_and_follow(self.api, request, item, self.wait_settings))
+        return self.run(protocol.trigger_and_follow(self.api, request, item, self.wait_settings, on_accepted))
 
     def find_in_progress_backup(
         self,

@@ -11,21 +11,10 @@ from airflow.providers.common.compat.sdk import conf
 from airflow_backup_provider import protocol
 from airflow_backup_provider.assets import BACKUP_ASSET_ALIAS
 from airflow_backup_provider.core.verification import newest_point
-from airflow_backup_provider.exceptions import (
-    AzureBackupAcceptedError,
-    AzureBackupApiError,
-    AzureBackupConfigError,
-    AzureBackupError,
-    AzureBackupTransportError,
-)
+from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupError
 from airflow_backup_provider.hooks.backup import AzureBackupHook
 from airflow_backup_provider.operators import intent
-from airflow_backup_provider.operators.backup import (
-    CLOCK_SKEW,
-    JOB_LOOKUP_INTERVAL,
-    TriggerBackupOperator,
-)
-from airflow_backup_provider.protocol import BackupJobStatus
+from airflow_backup_provider.operators.backup import TriggerBackupOperator
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -125,13 +114,7 @@ class TriggerRestoreOperator(TriggerBackupOperator):
             self._properties(None)  # bad literals fail at parse time
 
     def _properties(self, recovery_point_id: str | None) -> dict[str, Any]:
-        request = self.restore_request
-        props = request.get("properties", request) if isinstance(request, Mapping) else None
-        if not isinstance(props, Mapping) or not isinstance(props.get("objectType"), str):
-            raise AzureBackupConfigError(
-                "restore_request", request, "must be RestoreRequest properties with an objectType"
-            )
-        props = dict(props)
+        props = protocol.build_restore_request(self.restore_request)["properties"]  # the one objectType rule
         if recovery_point_id and str(props["objectType"]).startswith("IaasVM"):
             given = props.setdefault("recoveryPointId", recovery_point_id)
             if given != recovery_point_id:
@@ -160,20 +143,24 @@ class TriggerRestoreOperator(TriggerBackupOperator):
         return point.recovery_point_id
 
     # -- ResumableJobMixin ------------------------------------------------------------------------------------------
+    job_operation = "Restore"  # the job search of TriggerBackupOperator looks for restore jobs
+
     def submit_job(self, context: Context) -> dict[str, Any]:
         """Start the restore — unless an earlier try's POST already did (write-ahead intent)."""
         self._properties(None)  # validate the rendered request before any request
+        self._chosen_point: str | None = None
         earlier = intent.read_intent(context, self.external_id_key)
         if earlier is not None:
-            recovered = self._recover_earlier_restore(context, earlier)
+            recovered = self._recover_earlier_request(context, earlier)
             if recovered is not None:
                 return recovered
         recovery_point_id = self._resolve_recovery_point()
         props = self._properties(recovery_point_id)
+        self._chosen_point = recovery_point_id
         context["ti"].xcom_push(key=RECOVERY_POINT_XCOM_KEY, value=recovery_point_id)
         posted_at = datetime.now(timezone.utc)
         # Durable before the POST: a worker killed after Azure accepted it leaves this for the retry to find.
-        intent.write_intent(
+        record = intent.write_intent(
             context, self.external_id_key, item=self.protected_item_name, operation="Restore", posted_at=posted_at
         )
         self.log.info(
@@ -187,81 +174,20 @@ class TriggerRestoreOperator(TriggerBackupOperator):
                 props,
                 resource_group_name=self.resource_group_name,
                 vault_name=self.vault_name,
+                on_accepted=lambda handle: intent.record_operation(
+                    context, self.external_id_key, record, handle.operation_id
+                ),
             )
-        except AzureBackupAcceptedError as exc:
-            self.log.warning("%s", exc)
-            job_id = self._job_of_operation(exc.operation_id) if exc.operation_id else None
-            if job_id:
-                return self._remember_restore(context, job_id, recovery_point_id)
-            return self._find_restore_since(context, exc, posted_at, recovery_point_id)
-        except AzureBackupTransportError as exc:
-            if not exc.may_have_acted:
-                raise
-            return self._find_restore_since(context, exc, posted_at, recovery_point_id)
-        except AzureBackupApiError as exc:
-            if exc.http_status < 500 and exc.http_status != 408:
-                raise
-            return self._find_restore_since(context, exc, posted_at, recovery_point_id)
-        self.log.info("Restore of %s started: job %s", self.protected_item_name, triggered.job_id)
-        return self._remember_restore(context, triggered.job_id, recovery_point_id)
-
-    def _remember_restore(self, context: Context, job_id: str, recovery_point_id: str | None) -> dict[str, Any]:
-        record = self._remember_job(context, job_id, owned=True)
-        if recovery_point_id:
-            context["ti"].xcom_push(key=RECOVERY_POINT_XCOM_KEY, value=recovery_point_id)
-        return record
-
-    def _restore_jobs_since(self, posted_at: datetime) -> list[protocol.BackupJob]:
-        return self.hook.find_jobs_of_request(
-            self.container_name,
-            self.protected_item_name,
-            posted_at,
-            operation="Restore",
-            skew=CLOCK_SKEW,
-            visible_within=self.job_lookup_grace,
-            poll_interval=JOB_LOOKUP_INTERVAL,
-            resource_group_name=self.resource_group_name,
-            vault_name=self.vault_name,
-        )
-
-    def _recover_earlier_restore(self, context: Context, earlier: intent.Intent) -> dict[str, Any] | None:
-        """An earlier try may have started a restore: attach to its job as ours, or None when it provably did not."""
-        self.log.warning(
-            "An earlier try of this task sent a restore request at %s (%s); looking for its job before posting.",
-            earlier.posted_at.isoformat(),
-            earlier.source,
-        )
-        if earlier.operation_id:
-            job_id = self._job_of_operation(earlier.operation_id)
-            if job_id is not None:
-                return self._remember_restore(context, job_id, None)
-        jobs = self._restore_jobs_since(earlier.posted_at)  # a failed lookup raises: no second POST on a guess
-        ended_badly = BackupJobStatus.FAILURE_STATUSES | {BackupJobStatus.CANCELLING}
-        live = [job for job in jobs if job.status not in ended_badly]
-        if len(live) > 1:
-            raise self._ambiguous(live, earlier.posted_at, None)
-        if live:
-            self.log.info("Found restore job %s (%s) of the earlier try's request; attaching to it.",
-                          live[0].job_id, live[0].status)  # fmt: skip
-            return self._remember_restore(context, live[0].job_id, None)
-        self.log.info("No live restore job of the earlier try's request; restoring.")
-        return None
-
-    def _find_restore_since(
-        self, context: Context, cause: Exception, posted_at: datetime, recovery_point_id: str
-    ) -> dict[str, Any]:
-        self.log.warning("The restore request may have been acted on (%s); looking for its job.", cause)
-        try:
-            jobs = self._restore_jobs_since(posted_at)
         except AzureBackupError as exc:
-            self.log.warning("Looking for the job failed (%s); the next try looks again before posting.", exc)
-            raise cause from exc
-        if len(jobs) > 1:
-            raise self._ambiguous(jobs, posted_at, cause)
-        if not jobs:
-            raise cause
-        self.log.info("Found restore job %s, started by our request at %s", jobs[0].job_id, posted_at)
-        return self._remember_restore(context, jobs[0].job_id, recovery_point_id)
+            return self._recover_uncertain_post(context, exc, posted_at)
+        self.log.info("Restore of %s started: job %s", self.protected_item_name, triggered.job_id)
+        return self._remember_found(context, triggered.job_id)
+
+    def _remember_found(self, context: Context, job_id: str) -> dict[str, Any]:
+        record = self._remember_job(context, job_id, owned=True)
+        if self._chosen_point:
+            context["ti"].xcom_push(key=RECOVERY_POINT_XCOM_KEY, value=self._chosen_point)
+        return record
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume after the trigger: validate the event, fail on failure, return the job id (no asset event)."""
