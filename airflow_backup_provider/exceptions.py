@@ -1,8 +1,12 @@
-"""Exceptions raised by the Azure Backup provider.
+"""Exceptions raised by the Azure Backup provider, as Airflow sees them (the edge of the Airflow-free core).
 
 Every exception subclasses :class:`AzureBackupError` (an ``AirflowException``), so Airflow marks the task failed
 and retries it as configured. None of them ever carries a token or a secret: messages name fields, values, HTTP
 status, Azure error code and the ``x-ms-request-id`` needed to open a support case.
+
+Each type here is the Airflow-facing twin of the type of the same name in :mod:`airflow_backup_provider.core.errors`
+(it subclasses both that type and ``AirflowException``). Importing this module registers the twins, so whatever the
+core raises is an instance of the type here: ``except`` clauses written against either module catch it.
 """
 
 from __future__ import annotations
@@ -11,141 +15,96 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException
 
-
-class AzureBackupError(AirflowException):
-    """Base class of every error raised by this provider."""
+from airflow_backup_provider.core import errors as _core
 
 
-class AzureBackupConfigError(AzureBackupError, ValueError):
-    """Bad input: an argument or a connection field is missing or invalid. The message names field and value."""
-
-    def __init__(self, field: str, value: Any, problem: str) -> None:
-        self.field = field
-        self.value = value
-        super().__init__(f"{field}={value!r}: {problem}")
+class AzureBackupError(_core.AzureBackupError, AirflowException):
+    __doc__ = _core.AzureBackupError.__doc__
 
 
-class AzureBackupApiError(AzureBackupError):
-    """Azure answered with an error (the ARM error envelope ``{"error": {"code", "message"}}``)."""
-
-    def __init__(
-        self,
-        *,
-        http_status: int,
-        error_code: str | None,
-        message: str,
-        request_id: str | None,
-        method: str,
-        url: str,
-        retry_after: float | None = None,
-    ) -> None:
-        self.http_status = http_status
-        self.retry_after = retry_after  # seconds the service asked to wait (429 / 503), when it said so
-        self.error_code = error_code
-        self.error_message = message
-        self.request_id = request_id
-        self.method = method
-        self.url = url
-        super().__init__(
-            f"Azure Backup API error: HTTP {http_status} {error_code or '(no code)'}: {message} "
-            f"[{method} {url}; x-ms-request-id={request_id or '-'}]"
-        )
+class AzureBackupConfigError(_core.AzureBackupConfigError, AzureBackupError):
+    __doc__ = _core.AzureBackupConfigError.__doc__
 
 
-class AzureBackupAuthError(AzureBackupApiError):
-    """401 / 403 from Azure Resource Manager (token rejected, or the principal lacks a role on the vault)."""
+class AzureBackupApiError(_core.AzureBackupApiError, AzureBackupError):
+    __doc__ = _core.AzureBackupApiError.__doc__
 
 
-class AzureBackupNotFoundError(AzureBackupApiError):
-    """404: the vault, item, job or operation does not exist (or is not visible yet)."""
+class AzureBackupAuthError(_core.AzureBackupAuthError, AzureBackupApiError):
+    __doc__ = _core.AzureBackupAuthError.__doc__
 
 
-class AzureBackupThrottledError(AzureBackupApiError):
-    """429 / 503 still answered after the bounded number of retries."""
+class AzureBackupNotFoundError(_core.AzureBackupNotFoundError, AzureBackupApiError):
+    __doc__ = _core.AzureBackupNotFoundError.__doc__
 
 
-class AzureBackupOperationInProgressError(AzureBackupApiError):
-    """400 ``UserErrorBackupOperationInProgress``: a backup of this item is already running."""
+class AzureBackupThrottledError(_core.AzureBackupThrottledError, AzureBackupApiError):
+    __doc__ = _core.AzureBackupThrottledError.__doc__
 
 
-class AzureBackupTransportError(AzureBackupError):
-    """The request could not be completed at the HTTP level (connection refused, reset, timeout)."""
-
-    def __init__(self, *, method: str, url: str, kind: str, detail: str, may_have_acted: bool) -> None:
-        self.method = method
-        self.url = url
-        self.kind = kind
-        self.may_have_acted = may_have_acted
-        suffix = (
-            " The service may have acted on this request, so it was not retried."
-            if may_have_acted and method != "GET"
-            else ""
-        )
-        super().__init__(f"{method} {url} failed ({kind}): {detail}.{suffix}")
+class AzureBackupOperationInProgressError(_core.AzureBackupOperationInProgressError, AzureBackupApiError):
+    __doc__ = _core.AzureBackupOperationInProgressError.__doc__
 
 
-class AzureBackupForeignHostError(AzureBackupError):
-    """A ``Location`` / ``Azure-AsyncOperation`` / ``nextLink`` URL points at a host other than the ARM host."""
-
-    def __init__(self, *, source: str, url_host: str, arm_host: str) -> None:
-        self.source = source
-        self.url_host = url_host
-        self.arm_host = arm_host
-        super().__init__(
-            f"Refusing to follow {source} on host {url_host!r}: it is not the configured Resource Manager host "
-            f"{arm_host!r}, and the bearer token is only ever sent there."
-        )
+class AzureBackupTransportError(_core.AzureBackupTransportError, AzureBackupError):
+    __doc__ = _core.AzureBackupTransportError.__doc__
 
 
-class AzureBackupOperationError(AzureBackupError):
-    """The asynchronous operation behind a trigger/cancel/restore ended Failed, Canceled or Invalid."""
-
-    def __init__(
-        self,
-        *,
-        operation_id: str,
-        status: str,
-        error_code: str | None,
-        message: str | None,
-        job_id: str | None = None,
-    ) -> None:
-        self.operation_id = operation_id
-        self.status = status
-        self.error_code = error_code
-        self.job_id = job_id
-        job = f" (job {job_id})" if job_id else ""
-        super().__init__(
-            f"Azure Backup operation {operation_id}{job} ended {status}: {error_code or '(no code)'}: {message or ''}"
-        )
+class AzureBackupForeignHostError(_core.AzureBackupForeignHostError, AzureBackupError):
+    __doc__ = _core.AzureBackupForeignHostError.__doc__
 
 
-class AzureBackupAcceptedError(AzureBackupError):
-    """Azure accepted a trigger (202) but following its operation to the job id failed.
-
-    The backup may well be running: callers must look for its job instead of triggering again.
-    """
-
-    def __init__(self, *, operation_id: str, cause: AzureBackupError) -> None:
-        self.operation_id = operation_id
-        self.cause = cause
-        super().__init__(
-            f"Azure accepted the request (operation {operation_id}), but following it to the job id failed: {cause}"
-        )
+class AzureBackupOperationError(_core.AzureBackupOperationError, AzureBackupError):
+    __doc__ = _core.AzureBackupOperationError.__doc__
 
 
-class AzureBackupTimeoutError(AzureBackupError):
-    """A wait (operation or job) ran past its deadline."""
+class AzureBackupAcceptedError(_core.AzureBackupAcceptedError, AzureBackupError):
+    __doc__ = _core.AzureBackupAcceptedError.__doc__
 
 
-class AzureBackupJobFailedError(AzureBackupError):
-    """A backup job reached Failed, Cancelled or Invalid (or CompletedWithWarnings with ``fail_on_warnings``)."""
+class AzureBackupTimeoutError(_core.AzureBackupTimeoutError, AzureBackupError):
+    __doc__ = _core.AzureBackupTimeoutError.__doc__
 
-    def __init__(self, message: str, *, job_id: str, status: str, error_codes: tuple[int | None, ...] = ()) -> None:
-        self.job_id = job_id
-        self.status = status
-        self.error_codes = error_codes
+
+class AzureBackupJobFailedError(_core.AzureBackupJobFailedError, AzureBackupError):
+    __doc__ = _core.AzureBackupJobFailedError.__doc__
+
+
+class AzureBackupTriggerEventError(_core.AzureBackupTriggerEventError, AzureBackupError):
+    __doc__ = _core.AzureBackupTriggerEventError.__doc__
+
+
+_core.register_edge_types(
+    {
+        _core.AzureBackupError: AzureBackupError,
+        _core.AzureBackupConfigError: AzureBackupConfigError,
+        _core.AzureBackupApiError: AzureBackupApiError,
+        _core.AzureBackupAuthError: AzureBackupAuthError,
+        _core.AzureBackupNotFoundError: AzureBackupNotFoundError,
+        _core.AzureBackupThrottledError: AzureBackupThrottledError,
+        _core.AzureBackupOperationInProgressError: AzureBackupOperationInProgressError,
+        _core.AzureBackupTransportError: AzureBackupTransportError,
+        _core.AzureBackupForeignHostError: AzureBackupForeignHostError,
+        _core.AzureBackupOperationError: AzureBackupOperationError,
+        _core.AzureBackupAcceptedError: AzureBackupAcceptedError,
+        _core.AzureBackupTimeoutError: AzureBackupTimeoutError,
+        _core.AzureBackupJobFailedError: AzureBackupJobFailedError,
+        _core.AzureBackupTriggerEventError: AzureBackupTriggerEventError,
+    }
+)
+
+
+class AzureBackupVerificationError(AzureBackupError):
+    """A backup failed verification; the message lists every failed check, ``report`` holds the full report."""
+
+    def __init__(self, message: str, *, report: dict[str, Any]) -> None:
+        self.report = report
         super().__init__(message)
 
 
-class AzureBackupTriggerEventError(AzureBackupError):
-    """A deferred task resumed with a missing or malformed trigger event."""
+class AzureBackupHealthCheckError(AzureBackupError):
+    """The nightly health check found unhealthy items (or could not read a vault); ``report`` holds the report."""
+
+    def __init__(self, message: str, *, report: dict[str, Any]) -> None:
+        self.report = report
+        super().__init__(message)

@@ -27,12 +27,30 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_backup_provider.hooks.backup"]}],
         "operators": [
-            {"integration-name": INTEGRATION, "python-modules": ["airflow_backup_provider.operators.backup"]}
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "airflow_backup_provider.operators.backup",
+                    "airflow_backup_provider.operators.verify",
+                    "airflow_backup_provider.operators.health",
+                    "airflow_backup_provider.operators.restore",
+                ],
+            }
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": ["airflow_backup_provider.sensors.backup"]}],
         "triggers": [{"integration-name": INTEGRATION, "python-modules": ["airflow_backup_provider.triggers.backup"]}],
         "extra-links": ["airflow_backup_provider.links.backup.AzureBackupJobLink"],
-        "notifications": ["airflow_backup_provider.notifications.backup.BackupSummaryNotifier"],
+        "notifications": [
+            "airflow_backup_provider.notifications.backup.BackupSummaryNotifier",
+            "airflow_backup_provider.notifications.backup.BackupReportNotifier",
+        ],
+        # Airflow 3 reads asset-uris, Airflow 2.11 dataset-uris.
+        "asset-uris": [
+            {"schemes": ["azure-backup"], "handler": "airflow_backup_provider.assets.normalize_backup_asset_uri"}
+        ],
+        "dataset-uris": [
+            {"schemes": ["azure-backup"], "handler": "airflow_backup_provider.assets.normalize_backup_asset_uri"}
+        ],
         "connection-types": [
             {
                 "connection-type": "azure_backup",
@@ -54,7 +72,10 @@ def get_provider_info() -> dict[str, Any]:
                     "cloud_environment": _field(
                         "Cloud",
                         "AzureCloud (default), AzureUSGovernment or AzureChinaCloud.",
-                        enum=["AzureCloud", "AzureUSGovernment", "AzureChinaCloud", None],
+                        # No None in the enum: the 3.3 UI labels it a literal "null". A cleared value reads as
+                        # AzureCloud anyway (ConnectionSettings treats null and "" as unset).
+                        enum=["AzureCloud", "AzureUSGovernment", "AzureChinaCloud"],
+                        default="AzureCloud",
                     ),
                     "resource_manager_endpoint": _field(
                         "Resource Manager endpoint", "Overrides the cloud's ARM base URL (e.g. an emulator)."

@@ -26,6 +26,9 @@ case-insensitive, on the percent-decoded path — and fires for the first ``coun
 - ``reset``: the request is read, then the connection is reset (TCP RST, no response); a POST is not acted on.
 - ``reset_after`` / ``error_after``: the request *is* acted on (a backup starts), then the connection is reset or the
   answer is a 500: the client cannot know whether the service acted.
+- ``truncated``: the request *is* acted on (a POST starts its backup), then the status line and headers are sent
+  with a ``Content-Length`` larger than the body that follows (half the body; at least 1 byte is promised), and the
+  connection closes: a truncated body, for GET and POST alike.
 - ``slow``: the answer is delayed by ``delay`` seconds (then processed normally).
 - ``token_expiry``: the presented (valid) bearer token is expired from now on → 401 ExpiredAuthenticationToken;
   requests without a valid token do not consume it; a newly issued token works.
@@ -61,6 +64,16 @@ This package never imports Airflow.
 """
 
 from __future__ import annotations
+
+# Its dependencies are the ``emulator`` extra, not the provider's: say so instead of a bare ModuleNotFoundError.
+try:
+    import certifi  # noqa: F401
+    import trustme  # noqa: F401
+except ImportError as _missing:
+    raise ImportError(
+        f"airflow_backup_provider.emulator needs {_missing.name or 'trustme and certifi'}, which come with the "
+        "'emulator' extra: pip install 'airflow-backup-provider[emulator]'"
+    ) from _missing
 
 from .admin import AdminClient
 from .config import (

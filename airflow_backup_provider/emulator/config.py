@@ -168,6 +168,7 @@ FaultKind = Literal[
     "reset",
     "reset_after",
     "error_after",
+    "truncated",
     "slow",
     "token_expiry",
     "job_not_found",
@@ -191,6 +192,8 @@ class Fault:
     - ``reset``: the TCP connection is reset after the request was read, before it is processed; no HTTP response.
     - ``reset_after``: the request *is* processed (a backup starts), then the connection is reset: a lost answer.
     - ``error_after``: the request *is* processed, then answered 500 ``InternalServerError``.
+    - ``truncated``: the request *is* processed; the answer's headers promise more body (``Content-Length``) than is
+      sent before the connection closes (a truncated body).
     - ``slow``: sleep ``delay`` seconds, then process and answer normally.
     - ``token_expiry``: the (otherwise valid) bearer token is expired from now on → 401 ExpiredAuthenticationToken.
     - ``job_not_found``: ``GET backupJobs/{id}`` answers 404 for the first ``count`` GETs *of each job* created after

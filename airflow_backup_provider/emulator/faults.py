@@ -16,7 +16,7 @@ from .config import Fault
 from .wire import ArmError, HttpResponse
 
 # Faults decided when the request arrives, before it is processed.
-ENTRY_FAULTS = ("throttle", "unavailable", "reset", "slow", "reset_after", "error_after")
+ENTRY_FAULTS = ("throttle", "unavailable", "reset", "slow", "reset_after", "error_after", "truncated")
 
 
 @dataclass

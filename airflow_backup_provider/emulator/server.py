@@ -5,6 +5,8 @@
 - The TLS handshake runs in the per-connection thread, so a client that never completes it cannot stall the accept
   loop.
 - The ``reset`` fault closes the socket with ``SO_LINGER`` 0: the peer sees a TCP RST and no HTTP response.
+- The ``truncated`` fault sends the status line and headers with a ``Content-Length`` of the whole body (at least 1),
+  then half the body, then closes the connection (FIN, no TLS close_notify): a body cut short.
 """
 
 from __future__ import annotations
@@ -104,12 +106,18 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         lines.extend(f"{name}: {value}" for name, value in response.headers)
         has_body = response.status >= 200 and response.status not in (204, 304)
-        if has_body:
-            lines.append(f"Content-Length: {len(response.body)}")
-        if self.close_connection:
+        body = response.body if has_body else b""
+        if response.truncate:
+            # Promise the whole body (at least one byte), send half of it, then close.
+            lines.append(f"Content-Length: {max(len(body), 1)}")
+            body = body[: len(body) // 2]
+            self.close_connection = True
+        elif has_body:
+            lines.append(f"Content-Length: {len(body)}")
+        if self.close_connection and not response.truncate:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(head + (response.body if has_body else b""))
+        self.wfile.write(head + body)
         self.wfile.flush()
 
     def _abort(self) -> None:

@@ -39,12 +39,14 @@ class HttpRequest:
 
 @dataclass
 class HttpResponse:
-    """A response to write; ``abort`` resets the connection instead of answering (``reset`` faults)."""
+    """A response to write; ``abort`` resets the connection instead of answering (``reset`` faults); ``truncate``
+    sends the headers with the full ``Content-Length`` but only half the body, then closes (``truncated`` fault)."""
 
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     abort: bool = False
+    truncate: bool = False
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None.

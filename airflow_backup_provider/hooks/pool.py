@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from airflow_backup_provider.hooks.backup import AzureBackupAsyncHook, _user_agent
+from airflow_backup_provider.hooks.backup_async import AzureBackupAsyncHook, _user_agent
 
 # Idle keep-alive of pooled connections: longer than any usual poll interval (aiohttp's default is 15 s).
 MIN_KEEPALIVE = 300.0

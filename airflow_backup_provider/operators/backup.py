@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -12,6 +11,8 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 from azure.core.exceptions import AzureError
 
 from airflow_backup_provider import protocol
+from airflow_backup_provider.assets import add_backup_outlet, emit_backup_asset_event
+from airflow_backup_provider.core import BackupJobStatus
 from airflow_backup_provider.exceptions import (
     AzureBackupAcceptedError,
     AzureBackupApiError,
@@ -23,16 +24,19 @@ from airflow_backup_provider.exceptions import (
     AzureBackupTransportError,
 )
 from airflow_backup_provider.hooks.backup import AzureBackupHook
-from airflow_backup_provider.links.backup import JOB_URL_XCOM_KEY, AzureBackupJobLink
+from airflow_backup_provider.links.backup import (
+    JOB_ID_XCOM_KEY,
+    JOB_URL_XCOM_KEY,
+    AzureBackupJobLink,
+    push_job_xcom,
+)
 from airflow_backup_provider.operators import intent
-from airflow_backup_provider.protocol import BackupJobStatus
-from airflow_backup_provider.triggers.backup import BackupJobTrigger
+from airflow_backup_provider.triggers.deferral import defer_job_wait
 from airflow_backup_provider.version_compat import ResumableJobMixin
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-JOB_ID_XCOM_KEY = "job_id"
 # Whether this task started the job (True) or attached to someone else's (False): only its own job is cancelled.
 JOB_OWNED_XCOM_KEY = "job_owned"
 # How far before our POST a job of the item may have started and still be the one the POST created.
@@ -63,14 +67,8 @@ def _stored_job(external_id: Any) -> tuple[str | None, bool]:
 _JOB_GONE = "NotFound"
 
 
-def push_job_xcom(hook: AzureBackupHook, context: Context, job_id: str, vault: protocol.VaultRef) -> None:
-    """Push the job id and its portal URL (read by :class:`AzureBackupJobLink`) as soon as the id is known."""
-    ti = context["ti"]
-    ti.xcom_push(key=JOB_ID_XCOM_KEY, value=job_id)
-    ti.xcom_push(
-        key=JOB_URL_XCOM_KEY,
-        value=protocol.portal_job_url(hook.settings.cloud, hook.settings.tenant_id, vault, job_id),
-    )
+# Re-exported for compatibility: the XCom keys and their pusher now live with the link.
+__all__ = ["JOB_ID_XCOM_KEY", "JOB_URL_XCOM_KEY", "TriggerBackupOperator", "push_job_xcom"]
 
 
 class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
@@ -145,7 +143,7 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         job_lookup_grace: float = 120.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**add_backup_outlet(kwargs))
         self.job_lookup_grace = job_lookup_grace
         self.container_name = container_name
         self.protected_item_name = protected_item_name
@@ -223,17 +221,8 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
             if exc.error_code in protocol.OPERATION_IN_PROGRESS_CODES:
                 return self._attach_to_running_backup(context, exc)
             raise
-        except AzureBackupAcceptedError as exc:
-            return self._recover_accepted_backup(context, exc, posted_at)
-        except AzureBackupTransportError as exc:
-            if not exc.may_have_acted:
-                raise
-            return self._find_backup_started_since(context, exc, posted_at)
-        except AzureBackupApiError as exc:
-            if exc.http_status < 500 and exc.http_status != 408:
-                raise
-            # A 5xx or 408 on a POST does not say whether the backup started.
-            return self._find_backup_started_since(context, exc, posted_at)
+        except AzureBackupError as exc:
+            return self._recover_uncertain_post(context, exc, posted_at)
         self.log.info(
             "Backup of %s started: job %s (operation %s)",
             self.protected_item_name,
@@ -242,47 +231,65 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         )
         return self._remember_job(context, triggered.job_id, owned=True)
 
-    def _recover_earlier_request(self, context: Context, earlier: intent.Intent) -> dict[str, Any] | None:
-        """An earlier try may have started a backup: attach to its job as ours, or None when it provably did not.
+    # -- finding the job of a request (backups here; TriggerRestoreOperator reuses all of it for restores) -------------
+    job_operation = "Backup"  # the job operation this operator's POST starts
 
-        Lookup failures raise (the task fails and its next try looks again): only a successful search may lead to
-        a second POST. A job of that request that failed or was cancelled is no reason not to back up again.
-        """
-        self.log.warning(
-            "An earlier try of this task sent a backup request at %s (%s); looking for its job before posting.",
-            earlier.posted_at.isoformat(),
-            earlier.source,
-        )
-        if earlier.operation_id:
-            job_id = self._job_of_operation(earlier.operation_id)
-            if job_id is not None:
-                self.log.info("The earlier try's operation %s started job %s", earlier.operation_id, job_id)
-                return self._remember_job(context, job_id, owned=True)
-        jobs = self.hook.find_jobs_of_request(
+    def _remember_found(self, context: Context, job_id: str) -> dict[str, Any]:
+        """Remember a job this task's own request started (found after the fact)."""
+        return self._remember_job(context, job_id, owned=True)
+
+    def _jobs_of_request(self, posted_at: datetime) -> list[protocol.BackupJob]:
+        """The item's jobs of ``job_operation`` a POST at ``posted_at`` may have started (a failed lookup raises)."""
+        return self.hook.find_jobs_of_request(
             self.container_name,
             self.protected_item_name,
-            earlier.posted_at,
+            posted_at,
+            operation=self.job_operation,
             skew=CLOCK_SKEW,
             visible_within=self.job_lookup_grace,
             poll_interval=JOB_LOOKUP_INTERVAL,
             resource_group_name=self.resource_group_name,
             vault_name=self.vault_name,
         )
-        # A failed, cancelled or cancelling job of that request is no backup: this try makes one.
-        ended_badly = BackupJobStatus.FAILURE_STATUSES | {BackupJobStatus.CANCELLING}
-        live = [job for job in jobs if job.status not in ended_badly]
+
+    def _recover_earlier_request(self, context: Context, earlier: intent.Intent) -> dict[str, Any] | None:
+        """An earlier try may have started a job: attach to it as ours, or None when it provably did not.
+
+        Lookup failures raise (the task fails and its next try looks again): only a successful search may lead to
+        a second POST. A job of that request that failed or was cancelled is no reason not to run again.
+        """
+        what = self.job_operation.lower()
+        self.log.warning(
+            "An earlier try of this task sent a %s request at %s (%s); looking for its job before posting.",
+            what,
+            earlier.posted_at.isoformat(),
+            earlier.source,
+        )
+        if earlier.operation_id:
+            job_id = self._job_of_operation(earlier.operation_id)
+            if job_id is not None:
+                job = self.hook.get_job(
+                    job_id, resource_group_name=self.resource_group_name, vault_name=self.vault_name
+                )
+                if protocol.attachable_jobs([job]):
+                    self.log.info("The earlier try's operation %s started job %s", earlier.operation_id, job_id)
+                    return self._remember_found(context, job_id)
+                self.log.warning("The earlier try's %s job %s ended %s; starting anew.", what, job_id, job.status)
+                return None
+        jobs = self._jobs_of_request(earlier.posted_at)
+        live = protocol.attachable_jobs(jobs)
         if len(live) > 1:
             raise self._ambiguous(live, earlier.posted_at, None)
         if live:
             job = live[0]
             self.log.info("Found job %s (%s) of the earlier try's request; attaching to it.", job.job_id, job.status)
-            return self._remember_job(context, job.job_id, owned=True)
+            return self._remember_found(context, job.job_id)
         if jobs:
             self.log.warning(
-                "The earlier try's backup job %s ended %s; starting a new backup.", jobs[0].job_id, jobs[0].status
+                "The earlier try's %s job %s ended %s; starting anew.", what, jobs[0].job_id, jobs[0].status
             )
         else:
-            self.log.info("No job of the earlier try's request exists; starting the backup.")
+            self.log.info("No job of the earlier try's request exists; starting the %s.", what)
         return None
 
     def _job_of_operation(self, operation_id: str) -> str | None:
@@ -326,51 +333,52 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         )
         return self._remember_job(context, job.job_id, owned=owned)
 
-    def _recover_accepted_backup(
-        self, context: Context, accepted: AzureBackupAcceptedError, posted_at: datetime
-    ) -> dict[str, Any]:
-        """Azure accepted our POST but we lost track of its operation: read it once more, else find the job."""
-        self.log.warning("%s", accepted)
-        if accepted.operation_id:
-            job_id = self._job_of_operation(accepted.operation_id)
-            if job_id:
-                self.log.info("Operation %s started backup job %s", accepted.operation_id, job_id)
-                return self._remember_job(context, job_id, owned=True)
-        return self._find_backup_started_since(context, accepted, posted_at)
+    def _recover_uncertain_post(self, context: Context, exc: AzureBackupError, posted_at: datetime) -> dict[str, Any]:
+        """A POST failed in a way that may hide a started job: find it, or raise ``exc`` when the POST did not act.
 
-    def _find_backup_started_since(self, context: Context, cause: Exception, posted_at: datetime) -> dict[str, Any]:
-        """The POST may have started a backup: look for its job for up to ``job_lookup_grace`` seconds.
+        Accepted (202) but not followed → read the operation once more, else search. No answer the service may have
+        acted on (reset, timeout, 408, 5xx) → search. Anything else (4xx, refused connection) → re-raise.
+        """
+        if isinstance(exc, AzureBackupAcceptedError):
+            self.log.warning("%s", exc)
+            job_id = self._job_of_operation(exc.operation_id) if exc.operation_id else None
+            if job_id:
+                self.log.info("Operation %s started job %s", exc.operation_id, job_id)
+                return self._remember_found(context, job_id)
+        elif isinstance(exc, AzureBackupTransportError):
+            if not exc.may_have_acted:
+                raise exc
+        elif not isinstance(exc, AzureBackupApiError) or (exc.http_status < 500 and exc.http_status != 408):
+            raise exc
+        return self._find_job_started_since(context, exc, posted_at)
+
+    def _find_job_started_since(self, context: Context, cause: Exception, posted_at: datetime) -> dict[str, Any]:
+        """The POST may have started a job: look for it for up to ``job_lookup_grace`` seconds.
 
         When none is found, or the lookup fails, the original error is raised; the intent recorded before the POST
         stays, so the next try looks again before posting.
         """
-        self.log.warning("The backup request may have been acted on (%s); looking for its job.", cause)
+        self.log.warning("The %s request may have been acted on (%s); looking for its job.", self.job_operation, cause)
         try:
-            jobs = self.hook.find_jobs_of_request(
-                self.container_name,
-                self.protected_item_name,
-                posted_at,
-                skew=CLOCK_SKEW,
-                visible_within=self.job_lookup_grace,
-                poll_interval=JOB_LOOKUP_INTERVAL,
-                resource_group_name=self.resource_group_name,
-                vault_name=self.vault_name,
-            )
+            jobs = self._jobs_of_request(posted_at)
         except (AzureBackupError, AzureError) as exc:
             self.log.warning("Looking for the job failed (%s); the next try looks again before posting.", exc)
             raise cause from exc
         if len(jobs) > 1:
             raise self._ambiguous(jobs, posted_at, cause)
         if not jobs:
-            self.log.warning("No backup job of %s started since %s.", self.protected_item_name, posted_at)
+            self.log.warning(
+                "No %s job of %s started since %s.", self.job_operation, self.protected_item_name, posted_at
+            )
             raise cause
-        self.log.info("Found backup job %s, started by our request at %s", jobs[0].job_id, posted_at)
-        return self._remember_job(context, jobs[0].job_id, owned=True)
+        self.log.info("Found %s job %s, started by our request at %s", self.job_operation, jobs[0].job_id, posted_at)
+        return self._remember_found(context, jobs[0].job_id)
 
     def _ambiguous(self, jobs: list[protocol.BackupJob], posted_at: datetime, cause: Exception | None) -> Exception:
         ids = ", ".join(f"{j.job_id} ({j.status}, started {j.start_time})" for j in jobs)
         return AzureBackupError(
-            f"Several backup jobs of {self.protected_item_name} may have been started by this task's request at "
+            f"Several {self.job_operation} jobs of {self.protected_item_name} may have been started by this task's "
+            f"request at "
             f"{posted_at.isoformat()}: {ids}; not guessing which one."
             + (f" First error: {cause}" if cause is not None else "")
         )
@@ -413,22 +421,13 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         if not self.wait_for_completion:
             return job_id
         if self.deferrable:
-            self.defer(
-                trigger=BackupJobTrigger(
-                    job_id=job_id,
-                    azure_backup_conn_id=self.azure_backup_conn_id,
-                    end_time=time.time() + self.wait_timeout,
-                    poll_interval=self.poll_interval,
-                    resource_group_name=self.resource_group_name,
-                    vault_name=self.vault_name,
-                    # Never cancel a job this task only attached to.
-                    cancel_on_timeout=self.cancel_on_kill and self.owns_job,
-                    cancel_on_kill=self.cancel_on_kill and self.owns_job,
-                    hook_params=self.hook_params,
-                ),
-                method_name="execute_complete",
-                # The trigger enforces the deadline itself so that it can cancel the job; no framework timeout.
-                timeout=None,
+            # Never cancel a job this task only attached to.
+            defer_job_wait(
+                self,
+                job_id=job_id,
+                timeout=self.wait_timeout,
+                poll_interval=self.poll_interval,
+                cancel=self.cancel_on_kill and self.owns_job,
             )
         try:
             job = self.hook.wait_for_job(
@@ -448,6 +447,7 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
                 )
             raise
         protocol.check_job_outcome(job, fail_on_warnings=self.fail_on_warnings, item=self.protected_item_name)
+        emit_backup_asset_event(self, context, self.hook, job, **self._asset_item())
         return job_id
 
     def get_job_result(self, external_id: Any, context: Context) -> str:
@@ -460,7 +460,17 @@ class TriggerBackupOperator(ResumableJobMixin, BaseOperator):
         """Resume after the trigger: validate the event, fail on failure, return the job id."""
         protocol.resolve_job_event(event, job_id=None, fail_on_warnings=self.fail_on_warnings)
         assert event is not None  # resolve_job_event raised otherwise
+        emit_backup_asset_event(self, context, self.hook, {"job_id": event["job_id"]}, **self._asset_item())
         return str(event["job_id"])
+
+    def _asset_item(self) -> dict[str, Any]:
+        """Where the asset event of this backup points (see :mod:`airflow_backup_provider.assets`)."""
+        return {
+            "protected_item_name": self.protected_item_name,
+            "container_name": self.container_name,
+            "resource_group_name": self.resource_group_name,
+            "vault_name": self.vault_name,
+        }
 
     def on_kill(self) -> None:
         """Cancel the job this task started (best effort, logged, never raises)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -18,16 +17,16 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_backup_provider import protocol
+from airflow_backup_provider.assets import add_backup_outlet, emit_backup_asset_event
+from airflow_backup_provider.core import RetryPolicy
 from airflow_backup_provider.exceptions import (
     AzureBackupConfigError,
     AzureBackupNotFoundError,
     AzureBackupThrottledError,
 )
 from airflow_backup_provider.hooks.backup import AzureBackupHook
-from airflow_backup_provider.links.backup import AzureBackupJobLink
-from airflow_backup_provider.operators.backup import push_job_xcom
-from airflow_backup_provider.protocol import RetryPolicy
-from airflow_backup_provider.triggers.backup import BackupJobTrigger
+from airflow_backup_provider.links.backup import AzureBackupJobLink, push_job_xcom
+from airflow_backup_provider.triggers.deferral import defer_job_wait
 from airflow_backup_provider.version_compat import AirflowRescheduleException
 
 if TYPE_CHECKING:
@@ -80,7 +79,7 @@ class BackupJobSensor(BaseSensorOperator):
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(mode=mode, poke_interval=poke_interval, **kwargs)
+        super().__init__(mode=mode, poke_interval=poke_interval, **add_backup_outlet(kwargs))
         self.job_id = job_id
         self.vault_name = vault_name
         self.resource_group_name = resource_group_name
@@ -126,6 +125,9 @@ class BackupJobSensor(BaseSensorOperator):
             return False
         summary = protocol.check_job_outcome(job, fail_on_warnings=self.fail_on_warnings)
         push_job_xcom(self.hook, context, job_id, self.hook.vault_ref(self.resource_group_name, self.vault_name))
+        emit_backup_asset_event(
+            self, context, self.hook, job, resource_group_name=self.resource_group_name, vault_name=self.vault_name
+        )
         return PokeReturnValue(is_done=True, xcom_value=summary)
 
     def _throttled(self, exc: AzureBackupThrottledError) -> bool:
@@ -159,20 +161,12 @@ class BackupJobSensor(BaseSensorOperator):
         result = self.poke(context)  # a cheap check first: no deferral for a job that already finished
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value
-        self.defer(
-            trigger=BackupJobTrigger(
-                job_id=self._checked_job_id(),
-                azure_backup_conn_id=self.azure_backup_conn_id,
-                end_time=time.time() + self.timeout,
-                poll_interval=self.poke_interval,
-                resource_group_name=self.resource_group_name,
-                vault_name=self.vault_name,
-                cancel_on_timeout=self.cancel_on_timeout,
-                cancel_on_kill=self.cancel_on_timeout,
-                hook_params=self.hook_params,
-            ),
-            method_name="execute_complete",
-            timeout=None,  # the trigger enforces the sensor timeout itself (and can cancel the job)
+        defer_job_wait(
+            self,
+            job_id=self._checked_job_id(),
+            timeout=self.timeout,
+            poll_interval=self.poke_interval,
+            cancel=self.cancel_on_timeout,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -185,6 +179,9 @@ class BackupJobSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(str(exc)) from exc
         push_job_xcom(
             self.hook, context, summary["job_id"], self.hook.vault_ref(self.resource_group_name, self.vault_name)
+        )
+        emit_backup_asset_event(
+            self, context, self.hook, summary, resource_group_name=self.resource_group_name, vault_name=self.vault_name
         )
         return summary
 

@@ -8,9 +8,10 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from azure.core.exceptions import AzureError
 
+from airflow_backup_provider.core import build_job_event, describe_job_failure, job_event_status
 from airflow_backup_provider.exceptions import AzureBackupError
-from airflow_backup_provider.hooks.backup import AzureBackupAsyncHook, hook_params_from_plain, plain_hook_params
-from airflow_backup_provider.protocol import build_job_event, describe_job_failure, job_event_status
+from airflow_backup_provider.hooks.backup import hook_params_from_plain, plain_hook_params
+from airflow_backup_provider.hooks.backup_async import AzureBackupAsyncHook
 from airflow_backup_provider.triggers.watcher import wait_batched_event
 
 

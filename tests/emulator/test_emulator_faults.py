@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import ssl
 import threading
 import time
 from urllib.parse import urlsplit
@@ -78,6 +81,77 @@ def test_error_after_acts_then_answers_500(arm: Arm, azure_backup_emulator: Emul
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "InternalServerError"
     assert len(azure_backup_emulator.jobs) == jobs_before + 1
+
+
+def _raw_exchange(emulator: Emulator, method: str, path: str, token: str, body: bytes = b"") -> tuple[bytes, bytes]:
+    """One request over a raw TLS socket; returns (head, body bytes received until the server closed)."""
+    url = urlsplit(emulator.vault_url + path + ("&" if "?" in path else "?") + "api-version=2026-10-01")
+    context = ssl.create_default_context(cafile=emulator.ca_file)
+    with (
+        socket.create_connection((url.hostname, url.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=url.hostname) as tls,
+    ):
+        tls.sendall(
+            f"{method} {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        received = b""
+        while True:
+            try:
+                chunk = tls.recv(65536)
+            except ssl.SSLEOFError:  # closed without close_notify
+                break
+            if not chunk:
+                break
+            received += chunk
+    head, _, rest = received.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip())
+    raise AssertionError(f"no Content-Length in {head!r}")
+
+
+def test_truncated_get_promises_more_body_than_it_sends(arm: Arm, azure_backup_emulator: Emulator) -> None:
+    azure_backup_emulator.add_fault(Fault("truncated", method="GET", path_regex=r"/backupJobs$"))
+    head, body = _raw_exchange(azure_backup_emulator, "GET", "/backupJobs", arm.token)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    whole = arm.get("/backupJobs")  # the fault is spent: the same request answered whole
+    assert whole.status_code == 200
+    assert _content_length(head) == len(whole.content)
+    assert 0 < len(body) < _content_length(head)
+    assert whole.content.startswith(body)
+    # A real client sees a broken body, not a response.
+    azure_backup_emulator.add_fault(Fault("truncated", method="GET", path_regex=r"/backupJobs$"))
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        arm.get("/backupJobs")
+    assert azure_backup_emulator.faults == []
+
+
+def test_truncated_post_is_acted_on(arm: Arm, azure_backup_emulator: Emulator) -> None:
+    azure_backup_emulator.add_fault(Fault("truncated", method="POST"))
+    jobs_before = len(azure_backup_emulator.jobs)
+    head, body = _raw_exchange(
+        azure_backup_emulator,
+        "POST",
+        arm.item_path(VM_ITEM) + "/backup",
+        arm.token,
+        json.dumps({"properties": {"objectType": "IaasVMBackupRequest"}}).encode(),
+    )
+    assert head.startswith(b"HTTP/1.1 202 ")
+    assert b"azure-asyncoperation:" in head.lower()
+    assert len(body) < _content_length(head)  # the 202 has no body; at least one byte is promised
+    assert len(azure_backup_emulator.jobs) == jobs_before + 1  # the backup started all the same
+    azure_backup_emulator.add_fault(Fault("truncated", method="POST"))
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        arm.trigger_backup(FILE_SHARE_ITEM)  # another item: the VM's backup is still running
+    assert len(azure_backup_emulator.jobs) == jobs_before + 2
 
 
 def test_slow_delays_the_answer(arm: Arm, azure_backup_emulator: Emulator) -> None:

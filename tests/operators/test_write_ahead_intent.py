@@ -193,3 +193,16 @@ def test_airflow2_retry_derives_the_intent_from_the_first_try_and_attaches(emula
 def test_airflow2_first_try_has_no_intent() -> None:
     context = {"ti": RecordingTI(try_number=1), "dag_run": SimpleNamespace(start_date=datetime.now(timezone.utc))}
     assert intent.read_intent(context, KEY) is None
+
+
+@needs_store
+def test_recorded_operation_whose_job_failed_is_backed_up_again(emulator: Emulator) -> None:
+    emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Failed", duration_seconds=1)
+    posted_at, operation_id = _dead_try(emulator, hold_operation=False)
+    (failed,) = backup_jobs(emulator)
+    while emulator.job(failed.job_id).status != "Failed":
+        time.sleep(0.05)
+    emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=60)
+    store = stored_intent(posted_at, operation_id=operation_id)
+    job_id = make_op().execute({"ti": RecordingTI(try_number=2), "task_state_store": store})
+    assert job_id != failed.job_id and len(posts(emulator)) == 2

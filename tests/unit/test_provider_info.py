@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+from typing import Any
+
+import pytest
 
 from airflow_backup_provider.get_provider_info import get_provider_info
 
@@ -74,3 +77,36 @@ def test_airflow2_form_widgets_mirror_conn_fields() -> None:
     behaviour = AzureBackupHook.get_ui_field_behaviour()
     assert behaviour["relabeling"] == {"login": "Client ID", "password": "Client Secret"}
     assert "extra" not in behaviour["hidden_fields"]
+
+
+def test_cloud_select_defaults_to_azure_cloud_and_offers_no_null() -> None:
+    """The 3.3 connection form shows the enum as a select: no literal "null" entry, AzureCloud preselected."""
+    from airflow_backup_provider.get_provider_info import get_provider_info
+
+    (conn_type,) = get_provider_info()["connection-types"]
+    schema = conn_type["conn-fields"]["cloud_environment"]["schema"]
+    assert None not in schema["enum"] and schema["default"] == "AzureCloud"
+
+
+def test_airflow2_cloud_widget_is_a_select_defaulting_to_azure_cloud() -> None:
+    pytest.importorskip("flask_appbuilder")  # the Airflow 2 form
+    from airflow_backup_provider.hooks.backup import AzureBackupHook
+
+    widgets = AzureBackupHook.get_connection_form_widgets()
+    cloud = widgets["cloud_environment"]
+    assert cloud.field_class.__name__ == "SelectField"
+    assert cloud.kwargs["default"] == "AzureCloud"
+    assert [value for value, _ in cloud.kwargs["choices"]] == ["AzureCloud", "AzureUSGovernment", "AzureChinaCloud"]
+    assert widgets["vault_name"].kwargs["default"] == ""  # an empty field is not written as null
+
+
+def test_sign_in_is_logged_once_by_the_provider_not_by_azure_identity(emulator: object, task_logs: Any) -> None:
+    from airflow_backup_provider.hooks.backup import AzureBackupHook
+
+    hook = AzureBackupHook()
+    hook.get_token()
+    hook.get_token(refresh=True)
+    text = task_logs()
+    assert "Signing in to Entra ID with ClientSecretCredential" in text
+    assert "(token refresh)" not in text  # later sign-ins of the same hook are at debug level
+    assert "get_token succeeded" not in text  # azure-identity's own INFO line is silenced

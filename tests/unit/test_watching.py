@@ -23,7 +23,7 @@ from airflow_backup_provider.watching import (
     running_in_listing,
     throttle_delay,
 )
-from tests.unit.test_protocol import ARM, VAULT, VAULT_PATH, Driver, FakeClock, arm_error, resp
+from tests.unit.conftest import ARM, VAULT, VAULT_PATH, Driver, FakeClock, arm_error, resp
 
 NOW = datetime(2026, 12, 1, 20, 0, 0, tzinfo=timezone.utc)
 API = BackupApi(ARM, policy=RetryPolicy(max_attempts=2, backoff_base=1.0))

@@ -109,6 +109,9 @@ class ArmService:
                 500, "InternalServerError", "Encountered internal server error. Please try again."
             ).response()
         self._finish(request, target, response, correlation)
+        if kind == "truncated":
+            # Acted on; the headers arrive, the body does not (all of it): the answer is lost all the same.
+            response.truncate = True
         return response
 
     # ---- steps -------------------------------------------------------------------------------------------------------
