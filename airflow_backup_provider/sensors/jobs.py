@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_backup_provider import protocol, watching
+from airflow_backup_provider import protocol
+from airflow_backup_provider.core import watching
 from airflow_backup_provider.exceptions import (
     AzureBackupConfigError,
     AzureBackupError,

@@ -2,12 +2,12 @@
 
 Every batched :class:`~airflow_backup_provider.triggers.backup.BackupJobTrigger` of one event loop that waits for a
 job of the same vault (same connection and hook parameters) subscribes to one :class:`VaultWatcher`. Per interval
-(the shortest of its subscribers') the watcher runs one :func:`airflow_backup_provider.watching.poll_vault` — one
+(the shortest of its subscribers') the watcher runs one :func:`airflow_backup_provider.core.watching.poll_vault` — one
 paged listing, plus a GET for each job the listing did not cover — and hands each subscriber what was learned about
 its job. Subscribers come and go at any time; the last one to leave stops the watcher and releases the pooled
 session and credential (:mod:`airflow_backup_provider.hooks.pool`). A triggerer restart re-creates the triggers from
 their serialized kwargs; they subscribe again to the new process's watchers, which learn the jobs' start times
-afresh. The rules live in :mod:`airflow_backup_provider.watching`; this module only schedules and delivers.
+afresh. The rules live in :mod:`airflow_backup_provider.core.watching`; this module only schedules and delivers.
 """
 
 from __future__ import annotations
@@ -24,6 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError
 
+from airflow_backup_provider.core.watching import (
+    VaultPoll,
+    WatchedJob,
+    next_poll_delay,
+    poll_vault,
+    throttle_delay,
+)
 from airflow_backup_provider.exceptions import AzureBackupError
 from airflow_backup_provider.hooks.backup import hook_params_from_plain
 from airflow_backup_provider.hooks.pool import PooledAsyncHook
@@ -33,13 +40,6 @@ from airflow_backup_provider.protocol import (
     build_job_event,
     describe_job_failure,
     job_event_status,
-)
-from airflow_backup_provider.watching import (
-    VaultPoll,
-    WatchedJob,
-    next_poll_delay,
-    poll_vault,
-    throttle_delay,
 )
 
 if TYPE_CHECKING:

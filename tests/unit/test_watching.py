@@ -9,9 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from airflow_backup_provider.exceptions import AzureBackupNotFoundError
-from airflow_backup_provider.protocol import BackupApi, RetryPolicy, Send
-from airflow_backup_provider.watching import (
+from airflow_backup_provider.core.watching import (
     JITTER,
     START_SKEW,
     VaultPoll,
@@ -23,6 +21,8 @@ from airflow_backup_provider.watching import (
     running_in_listing,
     throttle_delay,
 )
+from airflow_backup_provider.exceptions import AzureBackupNotFoundError
+from airflow_backup_provider.protocol import BackupApi, RetryPolicy, Send
 from tests.unit.conftest import ARM, VAULT, VAULT_PATH, Driver, FakeClock, arm_error, resp
 
 NOW = datetime(2026, 12, 1, 20, 0, 0, tzinfo=timezone.utc)

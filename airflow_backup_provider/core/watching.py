@@ -20,12 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from airflow_backup_provider.exceptions import (
-    AzureBackupError,
-    AzureBackupNotFoundError,
-    AzureBackupThrottledError,
-)
-from airflow_backup_provider.protocol import (
+from airflow_backup_provider.core import (
     BackupApi,
     BackupJob,
     BackupJobStatus,
@@ -36,6 +31,11 @@ from airflow_backup_provider.protocol import (
     get_job,
     list_pages,
     parse_job,
+)
+from airflow_backup_provider.core.errors import (
+    AzureBackupError,
+    AzureBackupNotFoundError,
+    AzureBackupThrottledError,
 )
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,7 @@ class JobsVerdict:
 
 def judge_jobs(job_ids: Iterable[str], jobs: Mapping[str, BackupJob], *, fail_on_warnings: bool = False) -> JobsVerdict:
     """Judge many jobs at once; ``jobs`` maps lower-case job ids to the job as read."""
-    from airflow_backup_provider.protocol import describe_job_failure, job_event_status
+    from airflow_backup_provider.core.verdicts import describe_job_failure, job_event_status
 
     pending: list[str] = []
     failed: list[tuple[str, str]] = []
