@@ -81,7 +81,7 @@ stack-down: venv
 
 bench: venv
 	$(PY) benchmarks/run.py
-	$(PY) benchmarks/poke_cpu.py --baseline $${POKE_BASELINE:-main}
+	$(PY) benchmarks/poke_cpu.py --baseline $${POKE_BASELINE:-3681411}  # the tree before the core split (issue 7)
 
 clean:
 	rm -rf $(VENV) $(VENV_AF2) $(VENV_PY310) .tools .pytest_cache .mypy_cache .ruff_cache .demo .e2e .stack
