@@ -301,9 +301,21 @@ class AirflowStack:
         raise AssertionError("unreachable")
 
     def trigger(self, dag_id: str) -> RunObservation:
+        """Trigger one run. SQLite may answer a busy api-server with a 500 ("database is locked"): the run id is
+        ours, so a retry either creates that run or finds it already made (409) — never a second run."""
         triggered_at = time.monotonic()
-        dag_run = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})
-        return RunObservation(dag_id=dag_id, run_id=str(dag_run["dag_run_id"]), triggered_at=triggered_at)
+        run_id = f"e2e__{secrets.token_hex(6)}"
+        for attempt in range(5):
+            try:
+                self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "dag_run_id": run_id})
+                break
+            except ValueError as error:
+                if "-> 409" in str(error):
+                    break
+                if "-> 500" not in str(error) or attempt == 4:
+                    raise
+                time.sleep(1.0)
+        return RunObservation(dag_id=dag_id, run_id=run_id, triggered_at=triggered_at)
 
     def observe(self, run: RunObservation) -> None:
         rows = self.query("SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", (run.dag_id, run.run_id))
