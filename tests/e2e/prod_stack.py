@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 import pathlib
 import pwd
@@ -31,8 +30,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -528,16 +525,9 @@ class ProductionStack:
     # ---- REST API and metadata DB ------------------------------------------------------------------------------
 
     def api(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.api_url + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(request, timeout=timeout) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            detail = error.read().decode(errors="replace")
-            raise ValueError(f"{method} {path} -> {error.code}: {detail}") from None
+        from tests.e2e.stack import rest_call  # one REST helper for both stacks
+
+        return rest_call(self.api_url, method, path, body, timeout)
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[Any]:

@@ -45,6 +45,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def rest_call(api_url: str, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
+    """One JSON call to an api-server on loopback (no proxy); an HTTP error is a ValueError with its detail."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(api_url + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace")
+        raise ValueError(f"{method} {path} -> {error.code}: {detail}") from None
+
+
 def tail(path: pathlib.Path, lines: int = 40) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -270,16 +284,7 @@ class AirflowStack:
     # ---- REST API and metadata DB --------------------------------------------------------------------------------
 
     def api(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.api_url + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(request, timeout=timeout) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            detail = error.read().decode(errors="replace")
-            raise ValueError(f"{method} {path} -> {error.code}: {detail}") from None
+        return rest_call(self.api_url, method, path, body, timeout)
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
