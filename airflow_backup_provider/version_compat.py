@@ -34,4 +34,15 @@ try:  # not in common-compat's sdk module
 except ImportError:  # Airflow 2
     from airflow.exceptions import AirflowRescheduleException  # type: ignore[no-redef,attr-defined,unused-ignore]
 
-__all__ = ["AirflowRescheduleException", "ResumableJobMixin"]
+if TYPE_CHECKING:
+    from airflow.sdk.log import mask_secret
+else:
+    try:
+        from airflow.providers.common.compat.sdk import mask_secret
+    except ImportError:  # common-compat < 1.23 (the newest on Python 3.10) has no mask_secret
+        try:
+            from airflow.sdk.log import mask_secret  # Airflow 3
+        except ImportError:
+            from airflow.utils.log.secrets_masker import mask_secret  # Airflow 2
+
+__all__ = ["AirflowRescheduleException", "ResumableJobMixin", "mask_secret"]

@@ -15,9 +15,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from airflow.providers.common.compat.sdk import BaseHook, BaseNotifier, mask_secret
+from airflow.providers.common.compat.sdk import BaseHook, BaseNotifier
 
 from airflow_backup_provider.exceptions import AzureBackupConfigError, AzureBackupError
+from airflow_backup_provider.version_compat import mask_secret
 
 Message = dict[str, Any]
 _REPORT_KEYS = ("return_value", "verification", "health_report")
