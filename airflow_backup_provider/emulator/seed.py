@@ -101,12 +101,17 @@ def _seed_job_id(name: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"azure-backup-emulator/{name}"))
 
 
+# How old the seeded items' last backups are: older than a short max_age, well inside the nightly check's 26 h.
+SEEDED_BACKUP_AGE = timedelta(hours=8)
+
+
 def seed_demo_vault(fleet: Fleet, now: datetime) -> VaultState:
     """The seeded vault: three protected items, one old recovery point each, and a short job history."""
     vault = fleet.add_vault(RESOURCE_GROUP, VAULT_NAME)
     day = timedelta(days=1)
     for seed_item in SEEDED_ITEMS:
-        last = (now - day).replace(hour=22, minute=30, second=0, microsecond=0)
+        # A fixed age, not a time of day: "yesterday 22:30" was only minutes old just after midnight.
+        last = (now - SEEDED_BACKUP_AGE).replace(second=0, microsecond=0)
         item = vault.add_item(seed_item, last_backup_time=last)
         # keep the ids of earlier versions: stable across runs and independent of the vault
         item.protected_item_data_id = str(stable_int(seed_item.protected_item_name, 10**17, 10**18))

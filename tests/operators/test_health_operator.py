@@ -80,7 +80,7 @@ def test_failed_stale_and_warnings(emulator: Emulator) -> None:
     )
     warned_job = backup(FILE_SHARE_ITEM, "CompletedWithWarnings")
 
-    # max_age 2 h: the seeded SQL database's last backup (last night) is stale; the share just backed up.
+    # max_age 2 h: the seeded SQL database's last backup (8 h old) is stale; the share just backed up.
     message, report = run_failing(make_op(max_age=timedelta(hours=2)))
     assert names(report, "failed") == ["vm-app-01"] and report["failed"][0]["job_id"] == failed_job
     assert f"latest backup job {failed_job}" in report["failed"][0]["reason"]

@@ -158,7 +158,7 @@ def test_stopped_protection(emulator: Emulator) -> None:
 
 
 def test_stale_recovery_point(emulator: Emulator) -> None:
-    # The seeded vault's completed VM backup from last night: its point is hours old.
+    # The seeded vault's completed VM backup, 8 h old: its point is older than an hour.
     seeded = [
         j
         for j in emulator.jobs
