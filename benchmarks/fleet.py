@@ -15,6 +15,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections import Counter
@@ -75,21 +76,25 @@ class EmulatorProcess:
         return env
 
 
-def measured_run(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
+def measured_run(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Run a child to completion; its CPU (user+sys), wall time and peak RSS from ``wait4``."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    err = proc.stderr.read().decode() if proc.stderr else ""
+    # Output to files, not pipes: a chatty child must not block on a full pipe while we sit in wait4.
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=stdout, stderr=stderr)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        stdout.seek(0)
+        stderr.seek(0)
+        out, err = stdout.read().decode(), stderr.read().decode()
     if status != 0:
         raise RuntimeError(f"{cmd[2:]} failed ({status}): {err[-2000:]}")
+    report = json.loads(out.strip().splitlines()[-1])
     return {
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "wall_s": wall,
         "peak_rss_mb": usage.ru_maxrss / 1024,
-        "verdict": out.strip().splitlines()[-1] if out.strip() else "",
+        **report,
     }
 
 
@@ -98,38 +103,65 @@ def measured_run(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def _report(verdict: str, started: float, imported: float) -> None:
+    """The child's last stdout line: its verdict and where its CPU went (the parent adds wait4's totals)."""
+    finished = time.process_time()
+    package = sys.modules.get("airflow_backup_provider")
+    print(
+        json.dumps(
+            {
+                "verdict": verdict,
+                "import_cpu_s": imported - started,
+                "poke_cpu_s": finished - imported,
+                "package": getattr(package, "__file__", None),
+                "async_stack_loaded": sorted(m for m in ("aiohttp", "yarl", "azure.identity.aio") if m in sys.modules),
+            }
+        )
+    )
+
+
 def role_floor() -> None:
+    started = time.process_time()
     import airflow.sdk  # noqa: F401
 
-    print("imported")
+    _report("imported", started, time.process_time())
 
 
 def role_poke_provider(job_id: str) -> None:
+    started = time.process_time()
     from airflow.providers.common.compat.sdk import PokeReturnValue
 
     from airflow_backup_provider.sensors.backup import BackupJobSensor
+
+    imported = time.process_time()
 
     class TI:
         def xcom_push(self, key: str, value: object) -> None: ...
 
     result = BackupJobSensor(task_id="wait", job_id=job_id).poke({"ti": TI()})  # type: ignore[arg-type]
-    print("done" if isinstance(result, PokeReturnValue) and result.is_done else "not done")
+    done = isinstance(result, PokeReturnValue) and result.is_done
+    _report("done" if done else "not done", started, imported)
 
 
 def role_poke_sdk(job_id: str) -> None:
+    """What a DAG author writes without this provider: the Azure SDK in a PythonSensor, credentials from the same
+    Airflow connection (``BaseHook.get_connection``, as any DAG reads its secrets)."""
+    started = time.process_time()
+    from airflow.providers.common.compat.sdk import BaseHook
     from airflow.providers.standard.sensors.python import PythonSensor
     from azure.identity import ClientSecretCredential
     from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 
-    conn = json.loads(os.environ["AIRFLOW_CONN_AZURE_BACKUP_DEFAULT"])
-    extra = conn["extra"]
-    base = extra["resource_manager_endpoint"]
+    imported = time.process_time()
 
     def check() -> bool:
+        conn = BaseHook.get_connection("azure_backup_default")
+        extra = conn.extra_dejson
+        base = extra["resource_manager_endpoint"]
         credential = ClientSecretCredential(
             extra["tenant_id"],
-            conn["login"],
-            conn["password"],
+            conn.login,
+            conn.password,
             authority=extra.get("authority_host", base),
             disable_instance_discovery=True,
         )
@@ -140,7 +172,7 @@ def role_poke_sdk(job_id: str) -> None:
         return job.properties.status in ("Completed", "CompletedWithWarnings", "Failed", "Cancelled")
 
     done = PythonSensor(task_id="wait", python_callable=check).poke({})  # type: ignore[arg-type]
-    print("done" if done else "not done")
+    _report("done" if done else "not done", started, imported)
 
 
 def role_triggerer(mode: str, interval_text: str, spec_file: str, out_file: str) -> None:
@@ -155,7 +187,7 @@ def role_triggerer(mode: str, interval_text: str, spec_file: str, out_file: str)
     spec = json.loads(pathlib.Path(spec_file).read_text())
     jobs: list[dict[str, str]] = spec["jobs"]
     admin = AdminClient(spec["base_url"], spec["ca_file"], timeout=120)
-    result: dict[str, Any] = {"mode": mode, "waits": len(jobs)}
+    result: dict[str, Any] = {"mode": mode, "waits": len(jobs), "interval_s": interval}
 
     async def main() -> None:
         events: dict[str, float] = {}
@@ -232,23 +264,34 @@ def role_triggerer(mode: str, interval_text: str, spec_file: str, out_file: str)
 
 
 def role_health(spec_file: str, out_file: str) -> None:
-    """The nightly check's reads over every vault: list protected items + list the last day's jobs."""
-    from datetime import timedelta, timezone
-
-    from airflow_backup_provider.hooks.backup import AzureBackupHook
+    """``BackupHealthCheckOperator.execute`` over every vault, as the nightly-check DAG runs it."""
+    from airflow_backup_provider.operators.health import BackupHealthCheckOperator
 
     spec = json.loads(pathlib.Path(spec_file).read_text())
+    pushed: dict[str, Any] = {}
+
+    class TI:
+        def xcom_push(self, key: str, value: object) -> None:
+            pushed[key] = value
+
+    operator = BackupHealthCheckOperator(
+        task_id="nightly_check",
+        vaults=[f"{v['resource_group']}/{v['name']}" for v in spec["vaults"]],
+        fail_on_unhealthy=False,
+    )
     t0 = time.perf_counter()
-    hook = AzureBackupHook()
-    items = jobs = 0
-    since = datetime.now(timezone.utc) - timedelta(hours=24)
-    for vault in spec["vaults"]:
-        items += len(hook.list_protected_items(resource_group_name=vault["resource_group"], vault_name=vault["name"]))
-        jobs += len(
-            hook.list_jobs(start_time=since, resource_group_name=vault["resource_group"], vault_name=vault["name"])
-        )
+    report = operator.execute({"ti": TI()})  # type: ignore[arg-type]
+    wall = time.perf_counter() - t0
     pathlib.Path(out_file).write_text(
-        json.dumps({"wall_s": time.perf_counter() - t0, "items": items, "jobs": jobs, "vaults": len(spec["vaults"])})
+        json.dumps(
+            {
+                "wall_s": wall,
+                "items": report["items"],
+                "healthy": len(report["healthy"]),
+                "vaults": len(spec["vaults"]),
+                "vault_errors": len(report["vault_errors"]),
+            }
+        )
     )
 
 
@@ -266,41 +309,77 @@ def _classify(path: str) -> str:
     return "arm"
 
 
-def cold_pokes(rounds: int = 3) -> dict[str, Any]:
+# The tree before the core was split (issue 7): its poke is measured beside today's, in the same interleaved rounds.
+PRE_SPLIT_REV = "3681411"
+POKE_ROUNDS = 5
+SDK_ROUTE = "PythonSensor + azure-mgmt-recoveryservicesbackup"
+
+
+def _export_tree(rev: str, into: pathlib.Path) -> pathlib.Path | None:
+    """The package as it was at ``rev`` (``git archive``), or None when the clone lacks that commit."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = into / "tree.tar"
+    with archive.open("wb") as out:
+        proc = subprocess.run(
+            ["git", "-C", str(REPO), "archive", rev, "airflow_backup_provider"],
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+    if proc.returncode != 0:
+        return None
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def cold_pokes(rounds: int = POKE_ROUNDS) -> dict[str, Any]:
     emu = EmulatorProcess("--time-scale", "1")
+    tmp = tempfile.TemporaryDirectory(prefix="bench-pre-split-")
     try:
         env = emu.child_env()
-        vault = next(v for v in emu.admin.vaults() if v["name"] == "vault-demo")
-        del vault
         from airflow_backup_provider.emulator import VM_ITEM
 
         emu.admin.set_item_behavior(VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=10**7)
         job_id = _trigger_backup(env)
-        cmds = {
-            "BackupJobSensor": [PY, __file__, "poke_provider", job_id],
-            "PythonSensor + azure-mgmt-recoveryservicesbackup": [PY, __file__, "poke_sdk", job_id],
-            "import airflow.sdk (floor)": [PY, __file__, "floor"],
+        programs: dict[str, tuple[list[str], dict[str, str]]] = {
+            "BackupJobSensor": ([PY, __file__, "poke_provider", job_id], env),
+            SDK_ROUTE: ([PY, __file__, "poke_sdk", job_id], env),
+            "import airflow.sdk (floor)": ([PY, __file__, "floor"], env),
         }
-        runs: dict[str, list[dict[str, float]]] = {k: [] for k in cmds}
+        old_tree = _export_tree(PRE_SPLIT_REV, pathlib.Path(tmp.name))
+        if old_tree is not None:  # PYTHONPATH comes before site-packages: the old tree shadows the editable install
+            old_env = {**env, "PYTHONPATH": str(old_tree)}
+            programs[f"BackupJobSensor at {PRE_SPLIT_REV} (before the core split)"] = (
+                [PY, __file__, "poke_provider", job_id],
+                old_env,
+            )
+        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in programs}
         requests: dict[str, Counter[str]] = {}
-        for _ in range(rounds):  # interleaved
-            for name, cmd in cmds.items():
+        for _ in range(rounds):  # interleaved, so that drift on a shared box hits every program alike
+            for name, (cmd, child_env) in programs.items():
                 emu.admin.clear_requests()
-                runs[name].append(measured_run(cmd, env))
+                runs[name].append(measured_run(cmd, child_env))
                 requests[name] = Counter(_classify(r["path"]) for r in emu.admin.requests())
+        if old_tree is not None:
+            label = f"BackupJobSensor at {PRE_SPLIT_REV} (before the core split)"
+            assert all(str(old_tree) in (r["package"] or "") for r in runs[label]), runs[label][0]
         out: dict[str, Any] = {}
         for name, rs in runs.items():
             out[name] = {
-                "cpu_s": statistics.median(r["cpu_s"] for r in rs),
-                "wall_s": statistics.median(r["wall_s"] for r in rs),
-                "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in rs),
+                **{key: statistics.median(r[key] for r in rs) for key in _MEDIANS},
                 "verdict": rs[-1]["verdict"],
+                "async_stack_loaded": rs[-1]["async_stack_loaded"],
                 "requests_per_poke": dict(requests[name]),
                 "raw": rs,
             }
         return out
     finally:
         emu.stop()
+        tmp.cleanup()
+
+
+_MEDIANS = ("cpu_s", "wall_s", "peak_rss_mb", "import_cpu_s", "poke_cpu_s")
 
 
 def _trigger_backup(env: dict[str, str]) -> str:
@@ -314,7 +393,9 @@ def _trigger_backup(env: dict[str, str]) -> str:
     ).stdout.split()[-1]
 
 
-def triggerer(sizes: list[int], interval: float) -> list[dict[str, Any]]:
+def triggerer(
+    sizes: list[int], interval: float, modes: tuple[str, ...] = ("per-job", "batched")
+) -> list[dict[str, Any]]:
     results = []
     for n in sizes:
         emu = EmulatorProcess(
@@ -332,7 +413,7 @@ def triggerer(sizes: list[int], interval: float) -> list[dict[str, Any]]:
             with tempfile.TemporaryDirectory() as tmp:
                 spec = pathlib.Path(tmp) / "spec.json"
                 spec.write_text(json.dumps({"jobs": jobs[:n], "base_url": emu.base_url, "ca_file": emu.ca_file}))
-                for mode in ("per-job", "batched"):
+                for mode in modes:
                     if mode == "per-job" and n > PER_JOB_MAX_WAITS:
                         # At 1,000 waits per-job polling already costs ~850 GETs per interval and 1.4 GB; 5,000 do
                         # not finish inside the bench's time budget. Recorded as not run, not as a number.
@@ -347,10 +428,10 @@ def triggerer(sizes: list[int], interval: float) -> list[dict[str, Any]]:
                             cwd=REPO,
                             capture_output=True,
                             text=True,
-                            timeout=240,
+                            timeout=max(240.0, 60 + 8 * interval),
                         )
                     except subprocess.TimeoutExpired:
-                        results.append({"mode": mode, "waits": n, "error": "did not finish within 240 s"})
+                        results.append({"mode": mode, "waits": n, "error": "did not finish in time"})
                         continue
                     if proc.returncode != 0:
                         results.append({"mode": mode, "waits": n, "error": proc.stderr[-1500:]})
@@ -397,12 +478,13 @@ def token_cache_persistence() -> str:
     if proc.returncode == 0:
         return "encrypted persistence available"
     last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-    return f"not available on this machine: {last[:300]}"
+    return f"not available on this machine ({last.split('. ')[0][:200]})"
 
 
 TRIGGERER_SIZES = [10, 100, 1000, 5000]
 PER_JOB_MAX_WAITS = 1000
 TRIGGERER_INTERVAL = 5.0
+SLOW_INTERVAL = 30.0
 
 
 def run_all() -> dict[str, Any]:
@@ -411,14 +493,16 @@ def run_all() -> dict[str, Any]:
     out["cold_pokes"] = cold_pokes()
     out["cold_pokes_wall_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    out["triggerer"] = triggerer(TRIGGERER_SIZES, TRIGGERER_INTERVAL)
+    # The issue's CPU target is stated at a 30 s interval: 1,000 batched waits are measured there too.
+    out["triggerer"] = triggerer(TRIGGERER_SIZES, TRIGGERER_INTERVAL) + triggerer(
+        [1000], SLOW_INTERVAL, modes=("batched",)
+    )
     out["triggerer_interval_s"] = TRIGGERER_INTERVAL
     out["triggerer_wall_s"] = time.perf_counter() - t
     t = time.perf_counter()
     out["health_check"] = health_check()
     out["health_check_wall_s"] = time.perf_counter() - t
     out["token_cache_persistence"] = token_cache_persistence()
-    out["health_operator_on_branch"] = (REPO / "airflow_backup_provider/operators/health.py").exists()
     return out
 
 
@@ -465,19 +549,22 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         "## Cold reschedule poke: process start → verdict (median of interleaved runs)",
         "",
-        "Command per run: `python benchmarks/fleet.py poke_provider|poke_sdk|floor <job>`;",
-        "CPU = user+sys from `wait4`.",
+        f"{POKE_ROUNDS} rounds; each round runs every program once, in turn. Command per run:",
+        "`python benchmarks/fleet.py poke_provider|poke_sdk|floor <job>`. CPU = user+sys of the whole process from",
+        "`wait4`; *imports* and *poke* are the child's own `process_time()` split (interpreter start-up is the rest).",
+        "Both sensors read the same Airflow connection through `BaseHook.get_connection`, as a DAG does.",
         "",
-        "| program | CPU s | wall s | peak RSS MB | CPU ratio | RSS ratio | requests per poke |",
-        "|---|---|---|---|---|---|---|",
+        "| program | CPU s | imports CPU s | poke CPU s | wall s | peak RSS MB | CPU ratio | RSS ratio "
+        "| requests per poke |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     pokes = fleet["cold_pokes"]
-    sdk = pokes["PythonSensor + azure-mgmt-recoveryservicesbackup"]
+    sdk = pokes[SDK_ROUTE]
     for name, r in pokes.items():
         lines.append(
-            f"| {name} | {_f(r['cpu_s'])} | {_f(r['wall_s'])} | {_f(r['peak_rss_mb'], 0)} | "
-            f"{_f(r['cpu_s'] / sdk['cpu_s'])} | {_f(r['peak_rss_mb'] / sdk['peak_rss_mb'])} | "
-            f"{r['requests_per_poke'] or '—'} |"
+            f"| {name} | {_f(r['cpu_s'])} | {_f(r['import_cpu_s'])} | {_f(r['poke_cpu_s'])} | {_f(r['wall_s'])} | "
+            f"{_f(r['peak_rss_mb'], 0)} | {_f(r['cpu_s'] / sdk['cpu_s'])} | "
+            f"{_f(r['peak_rss_mb'] / sdk['peak_rss_mb'])} | {r['requests_per_poke'] or '—'} |"
         )
     lines += [
         "",
@@ -487,7 +574,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "(the unencrypted file fallback is never used), so each poke still pays its Entra requests above;",
         "`BackupJobsSensor(job_ids=[...])` pays them once per poke for all its jobs instead of once per job.",
         "",
-        "## Requests per tracked job (one backup the emulator runs for 6 s, polled every second)",
+        "## Requests per tracked job (a backup that ends 6 s after its jobId is known, polled every second)",
         "",
         "| who follows the job | requests |",
         "|---|---|",
@@ -500,42 +587,39 @@ def render_markdown(results: dict[str, Any]) -> str:
         "A single batched wait lists the vault's running jobs instead of reading its job (1 listing + 1 GET of the",
         "finished job); the saving comes with many waits per vault (next table).",
         "",
-        f"## Triggerer: N concurrent waits across 10 vaults, poll interval {_f(fleet['triggerer_interval_s'], 0)} s",
+        "## Triggerer: N concurrent waits across 10 vaults",
         "",
         "Emulator: `--vaults 10 --jobs N`. One process, one event loop, N `BackupJobTrigger.run()` tasks.",
         "Steady state = 3 intervals after one settling interval. Start-up = all N tasks created until the loop answers",
         "within 100 ms again. Detection latency: a sample of jobs finished through the admin API → event, wall clock.",
         "",
-        "| waits | mode | ARM req / interval | busiest second | mean / s | CPU % of one core | RSS MB | start-up s "
-        "| max loop stall s | detected | latency median / max s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| waits | mode | interval s | ARM req / interval | busiest second | mean / s | CPU % of one core | RSS MB "
+        "| start-up s | max loop stall s | detected | latency median / max s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in fleet["triggerer"]:
         if "error" in r:
-            lines.append(f"| {r['waits']} | {r['mode']} | failed: {r['error'][-200:]!r} |||||||||")
+            lines.append(f"| {r['waits']} | {r['mode']} | | {r['error'][-200:]} |||||||||")
             continue
         lines.append(
-            f"| {r['waits']} | {r['mode']} | {_f(r['arm_requests_per_interval'], 1)} | {r['busiest_second']} | "
+            f"| {r['waits']} | {r['mode']} | {_f(r['interval_s'], 0)} | {_f(r['arm_requests_per_interval'], 1)} | "
+            f"{r['busiest_second']} | "
             f"{_f(r['mean_per_second'], 1)} | {_f(r['steady_cpu_pct_of_one_core'], 1)} | {_f(r['rss_mb'], 0)} | "
             f"{_f(r['startup_s'])} | {_f(r['max_loop_stall_s'])} | {r['detected']} | "
             f"{_f(r['detection_latency_s_median'])} / {_f(r['detection_latency_s_max'])} |"
         )
     hc = fleet["health_check"]
-    how = (
-        "the health-check operator"
-        if fleet["health_operator_on_branch"]
-        else "the equivalent hook calls (`operators/health.py` is not on this branch yet): list protected items + "
-        "list the last 24 h of jobs, per vault"
-    )
     lines += [
         "",
         "## Nightly health check: 10 vaults × 200 items",
         "",
-        f"Measured with {how}. Emulator: `--vaults 10 --items-per-vault 200`.",
+        "`BackupHealthCheckOperator(vaults=[...]).execute()` in its own process (one hook, one sign-in); emulator:",
+        "`--vaults 10 --items-per-vault 200`. Per vault: the protected items and the jobs of the last 24 h, paged.",
         "",
-        "| vaults | items | jobs | requests | wall s |",
-        "|---|---|---|---|---|",
-        f"| {hc['vaults']} | {hc['items']} | {hc['jobs']} | {hc['requests']} | {_f(hc['wall_s'])} |",
+        "| vaults | items checked | healthy | vault errors | requests | wall s |",
+        "|---|---|---|---|---|---|",
+        f"| {hc['vaults']} | {hc['items']} | {hc['healthy']} | {hc['vault_errors']} | {hc['requests']} | "
+        f"{_f(hc['wall_s'])} |",
         "",
         "## Latency and core",
         "",

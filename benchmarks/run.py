@@ -20,6 +20,7 @@ import pathlib
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -44,7 +45,7 @@ from airflow_backup_provider.triggers.backup import BackupJobTrigger  # noqa: E4
 # A "20-minute" backup takes 4 s; the service's Retry-After (60 s) is scaled to 1 s.
 TIME_SCALE = EMULATOR.config.time_scale
 POKE_INTERVAL = 1.0
-# Wall seconds a tracked job runs in the sensor/trigger scenarios (long enough for several polls).
+# Wall seconds a tracked job runs after its jobId is known, in the sensor/trigger scenarios (several polls).
 JOB_SECONDS = 6.0
 
 
@@ -75,12 +76,19 @@ def scenario_operator_only(emulator: Emulator) -> dict[str, Any]:
     return {"job_id_after_s": round(time.perf_counter() - started, 3), "requests": counts(emulator)}
 
 
-def scenario_reschedule_sensor(emulator: Emulator) -> dict[str, Any]:
+def start_tracked_job(emulator: Emulator) -> str:
+    """A backup that finishes JOB_SECONDS after its jobId is known (however long the trigger took)."""
     emulator.reset()
-    emulator.set_item_behavior(
-        VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=JOB_SECONDS * TIME_SCALE
-    )
+    emulator.set_item_behavior(VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=86400 * TIME_SCALE)
     job_id = AzureBackupHook().trigger_backup(VM_ITEM.container_name, VM_ITEM.protected_item_name).job_id
+    timer = threading.Timer(JOB_SECONDS, emulator.finish_job, args=(job_id,))
+    timer.daemon = True
+    timer.start()
+    return job_id
+
+
+def scenario_reschedule_sensor(emulator: Emulator) -> dict[str, Any]:
+    job_id = start_tracked_job(emulator)
     pokes = 0
     while True:  # each poke: a fresh task process → a fresh hook (no token cache survives a reschedule)
         pokes += 1
@@ -92,11 +100,7 @@ def scenario_reschedule_sensor(emulator: Emulator) -> dict[str, Any]:
 
 
 def scenario_deferrable(emulator: Emulator, batched: bool = False) -> dict[str, Any]:
-    emulator.reset()
-    emulator.set_item_behavior(
-        VM_ITEM.protected_item_name, outcome="Completed", duration_seconds=JOB_SECONDS * TIME_SCALE
-    )
-    job_id = AzureBackupHook().trigger_backup(VM_ITEM.container_name, VM_ITEM.protected_item_name).job_id
+    job_id = start_tracked_job(emulator)
 
     async def wait() -> dict[str, Any]:
         trigger = BackupJobTrigger(
