@@ -396,7 +396,8 @@ def _trigger_backup(env: dict[str, str]) -> str:
 def triggerer(
     sizes: list[int], interval: float, modes: tuple[str, ...] = ("per-job", "batched")
 ) -> list[dict[str, Any]]:
-    results = []
+    results: list[dict[str, Any]] = []
+    _PARTIAL.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no results/ yet
     for n in sizes:
         emu = EmulatorProcess(
             "--vaults", "10", "--jobs", str(n), "--time-scale", "1", "--max-recorded-requests", "200000"
