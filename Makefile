@@ -5,6 +5,10 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.9
 # Use uv from PATH when present, else bootstrap a pinned copy into .tools/ (pip is all a clean machine needs).
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+# Compile bytecode at install, as pip does and uv by default does not: without it, on a machine that sets
+# PYTHONDONTWRITEBYTECODE (CI and this project's machines do), every new process compiles Airflow from source
+# (a cold poke measured 8.8 s CPU in a fresh clone, 4.0 s with bytecode).
+export UV_COMPILE_BYTECODE := 1
 VENV := .venv
 VENV_AF2 := .venv-af211
 VENV_PY310 := .venv-py310
