@@ -77,7 +77,7 @@ class EmulatorProcess:
 
 
 def measured_run(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run a child to completion; its CPU (user+sys), wall time and peak RSS from ``wait4``."""
+    """Run a child to completion; its CPU (user+sys) from ``wait4``, wall time, and the child's own report."""
     # Output to files, not pipes: a chatty child must not block on a full pipe while we sit in wait4.
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
@@ -89,18 +89,25 @@ def measured_run(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
         out, err = stdout.read().decode(), stderr.read().decode()
     if status != 0:
         raise RuntimeError(f"{cmd[2:]} failed ({status}): {err[-2000:]}")
-    report = json.loads(out.strip().splitlines()[-1])
-    return {
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "wall_s": wall,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
-        **report,
-    }
+    report = json.loads(out.strip().splitlines()[-1])  # peak RSS from the child itself (see peak_rss_mb)
+    return {"cpu_s": usage.ru_utime + usage.ru_stime, "wall_s": wall, **report}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Roles (each runs in a child process)
 # ---------------------------------------------------------------------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (``VmHWM``). Not ``ru_maxrss``: Linux carries the pre-exec high-water mark into the
+    exec'd child, so every child of the bench (an Airflow process itself, ~148 MB) would report at least that."""
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _report(verdict: str, started: float, imported: float) -> None:
@@ -111,6 +118,7 @@ def _report(verdict: str, started: float, imported: float) -> None:
         json.dumps(
             {
                 "verdict": verdict,
+                "peak_rss_mb": peak_rss_mb(),
                 "import_cpu_s": imported - started,
                 "poke_cpu_s": finished - imported,
                 "package": getattr(package, "__file__", None),
@@ -179,7 +187,6 @@ def role_triggerer(mode: str, interval_text: str, spec_file: str, out_file: str)
     """N waits in one event loop; measures start-up, steady-state CPU/RSS, loop stalls and detection latency."""
     interval = float(interval_text)
     import asyncio
-    import resource
 
     from airflow_backup_provider.emulator import AdminClient
     from airflow_backup_provider.triggers.backup import BackupJobTrigger
@@ -228,19 +235,18 @@ def role_triggerer(mode: str, interval_text: str, spec_file: str, out_file: str)
         await asyncio.sleep(interval)  # settle: first polls done
         await asyncio.to_thread(admin.clear_requests)
         stalls.clear()
-        r0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time(), time.perf_counter()
+        c0, w0 = time.process_time(), time.perf_counter()
         await asyncio.sleep(3 * interval)
         c1, w1 = time.process_time(), time.perf_counter()
         recorded = await asyncio.to_thread(admin.requests)
         result["steady_cpu_pct_of_one_core"] = 100 * (c1 - c0) / (w1 - w0)
-        del r0
         arm = [r for r in recorded if "/oauth2/" not in r["path"] and "/.well-known/" not in r["path"]]
         result["arm_requests_per_interval"] = len(arm) / 3
         per_second = Counter(int(datetime.fromisoformat(r["timestamp"]).timestamp()) for r in arm)
         result["busiest_second"] = max(per_second.values(), default=0)
         result["mean_per_second"] = len(arm) / (3 * interval)
         result["max_loop_stall_s"] = max(stalls, default=0.0)
-        result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["rss_mb"] = peak_rss_mb()
         sample = random.Random(1).sample(jobs, max(1, min(20, len(jobs) // 10)))
         finished: dict[str, float] = {}
         for job in sample:
@@ -479,7 +485,9 @@ def token_cache_persistence() -> str:
     if proc.returncode == 0:
         return "encrypted persistence available"
     last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-    return f"not available on this machine ({last.split('. ')[0][:200]})"
+    if "libsecret" in last:
+        return "not available on this machine (no usable libsecret keyring: a headless Linux box)"
+    return f"not available on this machine ({last[:160]})"
 
 
 TRIGGERER_SIZES = [10, 100, 1000, 5000]
@@ -495,9 +503,11 @@ def run_all() -> dict[str, Any]:
     out["cold_pokes_wall_s"] = time.perf_counter() - t
     t = time.perf_counter()
     # The issue's CPU target is stated at a 30 s interval: 1,000 batched waits are measured there too.
-    out["triggerer"] = triggerer(TRIGGERER_SIZES, TRIGGERER_INTERVAL) + triggerer(
-        [1000], SLOW_INTERVAL, modes=("batched",)
-    )
+    # That run takes ~160 s of the 10-minute budget, so it is opt-in (BENCH_SLOW_INTERVAL=1 make bench); the 5 s rows
+    # poll six times as often and stay under the target.
+    out["triggerer"] = triggerer(TRIGGERER_SIZES, TRIGGERER_INTERVAL)
+    if os.environ.get("BENCH_SLOW_INTERVAL") == "1":
+        out["triggerer"] += triggerer([1000], SLOW_INTERVAL, modes=("batched",))
     out["triggerer_interval_s"] = TRIGGERER_INTERVAL
     out["triggerer_wall_s"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -552,7 +562,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"{POKE_ROUNDS} rounds; each round runs every program once, in turn. Command per run:",
         "`python benchmarks/fleet.py poke_provider|poke_sdk|floor <job>`. CPU = user+sys of the whole process from",
-        "`wait4`; *imports* and *poke* are the child's own `process_time()` split (interpreter start-up is the rest).",
+        "`wait4`; *imports* and *poke* are the child's own `process_time()` split (interpreter start-up is the rest);",
+        "peak RSS is the child's own `VmHWM` (`ru_maxrss` would carry the bench process's high-water mark over exec).",
         "Both sensors read the same Airflow connection through `BaseHook.get_connection`, as a DAG does.",
         "",
         "| program | CPU s | imports CPU s | poke CPU s | wall s | peak RSS MB | CPU ratio | RSS ratio "
